@@ -1,0 +1,1 @@
+"""What server and client must agree on: config models, encoder, pretext tasks, AdaDN, wire schema."""

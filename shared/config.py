@@ -1,0 +1,252 @@
+"""The one config tree: every setting of a fedmm run, validated once, frozen, JSON-able."""
+
+from __future__ import annotations
+
+import difflib
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from shared.modalities import canonical_modality
+
+
+class FrozenModel(BaseModel):
+    """Base of every fedmm config model: immutable and strict about unknown keys."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+# --------------------------------------------------------------------------- data
+
+
+class DataConfig(FrozenModel):
+    """How a site turns its studies into model input (same on every site)."""
+
+    modalities: tuple[str, ...] = Field(
+        default=("t1", "t1ce", "t2", "flair"),
+        description="Modalities to use, in stacking order; aliases (t1n, t2f, ...) accepted.",
+    )
+    layout: str = Field(default="brats2021", description="Dataset-adapter name for site folders.")
+    spacing_mm: float = Field(default=2.0, gt=0, le=8, description="Isotropic resampling (mm).")
+    crop_size: int = Field(default=32, ge=8, le=256, description="Edge of cubic crops (voxels).")
+    batch_size: int = Field(default=4, ge=2, description="Studies per local step (>=2 negatives).")
+    eval_fraction: float = Field(default=0.25, ge=0, lt=1, description="Held-out studies per site.")
+    percentile_low: float = Field(default=0.5, ge=0, lt=50)
+    percentile_high: float = Field(default=99.5, gt=50, le=100)
+    hist_bins: int = Field(default=16, ge=4, le=256, description="Bins of intensity histograms.")
+    num_workers: int = Field(default=0, ge=0, description="DataLoader workers on a site.")
+
+    @field_validator("modalities")
+    @classmethod
+    def _canonical(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        names = tuple(canonical_modality(v) for v in value)
+        if len(set(names)) != len(names):
+            raise ValueError(f"modalities must be distinct after aliasing, got {list(names)}")
+        if not names:
+            raise ValueError("modalities must name at least one modality, got an empty list")
+        return names
+
+
+# --------------------------------------------------------------------------- model
+
+
+class ModelConfig(FrozenModel):
+    """Encoder architecture; presets live in shared/model/encoder.py."""
+
+    preset: Literal["auto", "cpu-small", "gpu-base"] = Field(
+        default="auto", description="auto = gpu-base when CUDA is available, else cpu-small."
+    )
+    site_local_norm: bool = Field(
+        default=True,
+        description="Keep normalization-layer parameters on the site (FedBN-style).",
+    )
+
+
+# --------------------------------------------------------------------------- pretext
+
+
+class AdaDNConfig(FrozenModel):
+    """AdaDN-style augmentation (our reconstruction of Wen et al. 2023; METHODS.md A)."""
+
+    probability: float = Field(default=0.8, ge=0, le=1, description="Chance a view is denormalized.")
+    target: Literal["pool", "own_site"] = Field(
+        default="pool",
+        description="Where target statistics come from: the server's anonymized pool "
+        "(other sites' appearance; falls back to own-site stats when the pool lacks the "
+        "modality) or this site's own statistics.",
+    )
+    interpolate: bool = Field(
+        default=False,
+        description="Blend source and target moments with l ~ U(0, 1) instead of l = 1.",
+    )
+
+
+class CrossModalContrastiveConfig(FrozenModel):
+    """InfoNCE with positives = two modalities of one study at one location (Wen et al. 2023)."""
+
+    name: Literal["cross_modal_contrastive"] = "cross_modal_contrastive"
+    weight: float = Field(default=1.0, gt=0)
+    temperature: float = Field(default=0.1, gt=0, le=10)
+    projection_dim: int = Field(default=64, ge=8)
+    adadn: AdaDNConfig = AdaDNConfig()
+
+
+#: Discriminated union over every registered pretext task's config (tests keep it in
+#: step with the registry in shared/pretext/registry.py).
+PretextConfig = Annotated[CrossModalContrastiveConfig, Field(discriminator="name")]
+
+
+# --------------------------------------------------------------------------- training
+
+
+class TrainConfig(FrozenModel):
+    """One site's local optimisation in a round."""
+
+    local_steps: int = Field(default=8, ge=1, description="Optimizer steps per round per site.")
+    lr: float = Field(default=1e-3, gt=0, le=1)
+    weight_decay: float = Field(default=1e-4, ge=0)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    amp: bool = Field(default=True, description="bfloat16 autocast on CUDA (ignored on CPU).")
+    eval_batches: int = Field(default=2, ge=1, description="Held-out batches per evaluation.")
+
+
+class FederationConfig(FrozenModel):
+    """The server's round protocol."""
+
+    num_rounds: int = Field(default=3, ge=1)
+    strategy: Literal["fedavg"] = "fedavg"
+    min_nodes: int = Field(default=2, ge=1, description="Sites needed before round 0 starts.")
+    quorum: float = Field(
+        default=0.5, gt=0, le=1,
+        description="Fraction of sampled sites whose replies must arrive for a round to count.",
+    )
+    round_timeout_s: float = Field(
+        default=900.0, gt=0, description="Deadline for one round's replies; late sites are dropped."
+    )
+    connect_timeout_s: float = Field(
+        default=300.0, gt=0, description="How long round 0 waits for min_nodes sites to connect."
+    )
+
+
+class PrivacyConfig(FrozenModel):
+    """What a site's statistics must satisfy before they may leave it (client/privacy.py)."""
+
+    min_studies: int = Field(default=5, ge=1, description="Below this, a site withholds its stats.")
+    epsilon: float = Field(
+        default=8.0, gt=0,
+        description="Total Laplace-mechanism budget for one SiteStats release (all modalities).",
+    )
+
+
+class SimulatedSitesConfig(FrozenModel):
+    """Set by `simulate` only: where virtual site k finds its data and keeps its state."""
+
+    data_root: Path
+    site_dirs: tuple[str, ...] = Field(min_length=1)
+    state_root: Path
+
+    def site(self, partition_id: int) -> tuple[Path, Path]:
+        """Return (data_dir, state_dir) of virtual site ``partition_id``."""
+        if not 0 <= partition_id < len(self.site_dirs):
+            raise ValueError(
+                f"partition-id {partition_id} is out of range: the simulation has "
+                f"{len(self.site_dirs)} sites ({list(self.site_dirs)})."
+            )
+        return (
+            self.data_root / self.site_dirs[partition_id],
+            self.state_root / f"site-{partition_id}",
+        )
+
+
+class RunConfig(FrozenModel):
+    """Everything a pretraining run needs; validated by the ServerApp once."""
+
+    seed: int = 0
+    out_dir: Path | None = Field(
+        default=None, description="Absolute folder for checkpoints, metrics and the encoder."
+    )
+    resume: bool = Field(default=False, description="Continue from out_dir's last checkpoint.")
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    pretext: PretextConfig = CrossModalContrastiveConfig()
+    train: TrainConfig = TrainConfig()
+    federation: FederationConfig = FederationConfig()
+    privacy: PrivacyConfig = PrivacyConfig()
+    sites: SimulatedSitesConfig | None = None
+
+    @model_validator(mode="after")
+    def _absolute_out(self) -> RunConfig:
+        if self.out_dir is not None and not self.out_dir.is_absolute():
+            raise ValueError(
+                f"out_dir must be an absolute path (the ServerApp's working directory is the "
+                f"SuperLink's), got {str(self.out_dir)!r}."
+            )
+        if self.resume and self.out_dir is None:
+            raise ValueError("resume=true needs out_dir: the folder of the run to continue.")
+        return self
+
+    def to_json(self) -> str:
+        return self.model_dump_json()
+
+    @classmethod
+    def from_json(cls, text: str, *, source: str = "run config") -> RunConfig:
+        """Parse and validate; errors name the source and every bad field."""
+        try:
+            raw: Any = json.loads(text) if text.strip() else {}
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"{source}: expected JSON, got invalid text ({err}).") from err
+        return validate_run_config(raw, source=source)
+
+
+class SiteConfig(FrozenModel):
+    """A site's own settings (Flower node_config). Never sent anywhere."""
+
+    data_dir: Path
+    state_dir: Path
+
+
+# --------------------------------------------------------------------------- errors
+
+
+class ConfigError(ValueError):
+    """A config that failed validation; the message is meant for a person."""
+
+
+def validate_run_config(raw: dict[str, Any], *, source: str) -> RunConfig:
+    """Validate a nested dict into a RunConfig with errors that say what to fix."""
+    try:
+        return RunConfig.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err, source=source, model=RunConfig)) from err
+
+
+def format_validation_error(err: ValidationError, *, source: str, model: type[BaseModel]) -> str:
+    """One line per problem: the dotted field, what arrived, what was expected, a suggestion."""
+    lines = [f"Invalid {source}:"]
+    for problem in err.errors():
+        loc = ".".join(str(p) for p in problem["loc"])
+        msg = problem["msg"]
+        if problem["type"] == "extra_forbidden":
+            known = _field_names(model, problem["loc"][:-1])
+            close = difflib.get_close_matches(str(problem["loc"][-1]), known, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            msg = f"unknown setting. Known settings here: {sorted(known)}.{hint}"
+        elif "input" in problem:
+            msg = f"{msg} (got {problem['input']!r})"
+        lines.append(f"  - {loc}: {msg}")
+    return "\n".join(lines)
+
+
+def _field_names(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    current: Any = model
+    for part in loc:
+        field = getattr(current, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        current = field.annotation
+        for arg in getattr(current, "__args__", ()):  # X | None, Annotated[...]
+            if isinstance(arg, type) and issubclass(arg, BaseModel):
+                current = arg
+    return list(getattr(current, "model_fields", {}))

@@ -1,0 +1,37 @@
+"""Canonical MR modality names and the aliases public datasets use for them."""
+
+from __future__ import annotations
+
+import difflib
+
+#: Canonical names, in the order fedmm stacks them when a config does not say otherwise.
+CANONICAL_MODALITIES: tuple[str, ...] = ("t1", "t1ce", "t2", "flair", "pd", "mra", "dwi", "adc")
+
+# BrainMVP's normalisation (METHODS.md C) plus the spellings of BraTS 2021/2023, MSD,
+# UPENN-GBM, UCSF-PDGM and IXI. Keys are lower-case.
+_ALIASES: dict[str, str] = {
+    "t1": "t1", "t1n": "t1", "t1w": "t1", "native_t1": "t1",
+    "t1ce": "t1ce", "t1c": "t1ce", "t1gd": "t1ce", "t1_gd": "t1ce", "t1post": "t1ce",
+    "t2": "t2", "t2w": "t2",
+    "flair": "flair", "t2f": "flair", "t2_flair": "flair", "t2flair": "flair",
+    "pd": "pd", "pdw": "pd",
+    "mra": "mra",
+    "dwi": "dwi", "adc": "adc",
+}
+
+
+def canonical_modality(name: str) -> str:
+    """Map a dataset's modality spelling to fedmm's canonical name.
+
+    Raises:
+        ValueError: the name is unknown; the message lists the known names and the closest one.
+    """
+    key = name.strip().lower()
+    if key in _ALIASES:
+        return _ALIASES[key]
+    close = difflib.get_close_matches(key, list(_ALIASES), n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    raise ValueError(
+        f"Unknown modality {name!r}. Expected one of {sorted(set(_ALIASES.values()))} "
+        f"or an alias of them ({sorted(_ALIASES)}).{hint}"
+    )
