@@ -1,0 +1,48 @@
+# fedmm: set-up, the main job, and the checks. `make simulate` and `make test` each install
+# what they need into .venv first (idempotent: a second call skips the install).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.fedmm-installed
+export FLWR_TELEMETRY_ENABLED := 0
+export FLWR_DISABLE_UPDATE_CHECK := 1
+export MPLCONFIGDIR ?= /tmp/fedmm-mplconfig
+
+.PHONY: setup simulate test test-fast lint typecheck clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "fedmm needs Python 3.11; found " + sys.version.split()[0] + ". Run make PYTHON=python3.11 ...")'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	@# Without a GPU, install the CPU build of torch first; otherwise resolving fedmm's
+	@# dependencies would pull a multi-GB CUDA build. With a GPU, the CUDA build is wanted.
+	@if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then \
+		echo "GPU found: installing the CUDA build of torch"; \
+		$(PY) -m pip install -q torch==2.13.0; \
+	else \
+		echo "No GPU: installing the CPU build of torch"; \
+		$(PY) -m pip install -q torch==2.13.0 $(if $(TORCH_CPU_INDEX),--index-url $(TORCH_CPU_INDEX)); \
+	fi
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+simulate: setup
+	$(VENV)/bin/simulate $(ARGS)
+
+test: setup lint typecheck
+	$(PY) -m pytest -m "not gpu" $(PYTEST_ARGS)
+
+test-fast: setup
+	$(PY) -m pytest -m "not gpu and not slow and not integration" $(PYTEST_ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+typecheck: setup
+	$(VENV)/bin/mypy
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,56 @@
+"""The fedmm ClientApp: decode, call the site's typed round functions, encode. Nothing else."""
+
+from __future__ import annotations
+
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.clientapp import ClientApp
+
+from client.evaluate import evaluate_round
+from client.guard import outgoing_guard
+from client.release import release_site_stats
+from client.site_config import resolve_site
+from client.train import train_round
+from shared.keys import ConfigKey, RecordKey
+from shared.wire import decode_round_config
+
+app = ClientApp(mods=[outgoing_guard])
+
+
+@app.query("stats")
+def stats(msg: Message, context: Context) -> Message:
+    """Round 0: release this site's anonymized statistics."""
+    cfg, _, _ = decode_round_config(msg.content[RecordKey.CONFIG])
+    site_stats = release_site_stats(cfg, resolve_site(context.node_config, cfg))
+    record = ConfigRecord({ConfigKey.STATS_JSON: site_stats.to_json()})
+    return Message(RecordDict({RecordKey.STATS: record}), reply_to=msg)
+
+
+@app.train()
+def train(msg: Message, context: Context) -> Message:
+    """Rounds 1..R: local self-supervised training of the global encoder."""
+    cfg, pool, server_round = decode_round_config(msg.content[RecordKey.CONFIG])
+    result = train_round(
+        cfg=cfg,
+        site=resolve_site(context.node_config, cfg),
+        global_arrays=msg.content[RecordKey.ARRAYS].to_torch_state_dict(),
+        pool=pool,
+        server_round=server_round,
+    )
+    content = RecordDict({
+        RecordKey.ARRAYS: ArrayRecord(result.arrays),
+        RecordKey.METRICS: MetricRecord(result.metrics),
+    })
+    return Message(content, reply_to=msg)
+
+
+@app.evaluate()
+def evaluate(msg: Message, context: Context) -> Message:
+    """Held-out pretext loss of the current global encoder."""
+    cfg, pool, _ = decode_round_config(msg.content[RecordKey.CONFIG])
+    result = evaluate_round(
+        cfg=cfg,
+        site=resolve_site(context.node_config, cfg),
+        global_arrays=msg.content[RecordKey.ARRAYS].to_torch_state_dict(),
+        pool=pool,
+    )
+    return Message(RecordDict({RecordKey.METRICS: MetricRecord(result.metrics)}), reply_to=msg)

@@ -1,0 +1,107 @@
+"""The outgoing-message guard: a Flower mod that lets only declared content leave a site.
+
+Every reply passes through ``outgoing_guard`` after the handler ran. It enforces, in code,
+what PRODUCT.md promises: a reply holds the global encoder entries (exact names and
+shapes), whitelisted scalar metrics, or one schema-valid SiteStats, and nothing else.
+A violation raises, so Flower sends the server an error instead of the content.
+"""
+
+from __future__ import annotations
+
+import json
+
+import torch
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.clientapp.typing import ClientAppCallable
+from pydantic import ValidationError
+
+from shared.config import RunConfig
+from shared.keys import Action, ConfigKey, MetricKey, RecordKey
+from shared.model import build_encoder, global_state, resolve_preset
+from shared.stats_schema import SiteStats
+from shared.wire import decode_round_config
+
+_ALLOWED_RECORDS: dict[str, dict[str, type]] = {
+    Action.STATS: {RecordKey.STATS: ConfigRecord},
+    Action.TRAIN: {RecordKey.ARRAYS: ArrayRecord, RecordKey.METRICS: MetricRecord},
+    Action.EVALUATE: {RecordKey.METRICS: MetricRecord},
+}
+_METRIC_NAMES = frozenset(m.value for m in MetricKey)
+
+
+class OutgoingMessageError(RuntimeError):
+    """A reply tried to carry something that may not leave the site."""
+
+
+def expected_arrays(cfg: RunConfig) -> dict[str, tuple[int, ...]]:
+    """Names and shapes of the only arrays a site may send for this run config."""
+    encoder = build_encoder(resolve_preset(cfg.model, cuda_available=torch.cuda.is_available()))
+    state = global_state(encoder, site_local_norm=cfg.model.site_local_norm)
+    return {k: tuple(v.shape) for k, v in state.items()}
+
+
+def check_reply(content: RecordDict, *, action: str, cfg: RunConfig) -> None:
+    """Raise OutgoingMessageError unless ``content`` is exactly what ``action`` may send."""
+    allowed = _ALLOWED_RECORDS.get(action)
+    if allowed is None:
+        raise OutgoingMessageError(f"no reply is allowed for message type {action!r}")
+    if set(content) != set(allowed):
+        raise OutgoingMessageError(
+            f"a {action!r} reply must hold exactly {sorted(allowed)}, got {sorted(content)}"
+        )
+    for key, record in content.items():
+        if not isinstance(record, allowed[key]):
+            raise OutgoingMessageError(
+                f"record {key!r} must be a {allowed[key].__name__}, got {type(record).__name__}"
+            )
+        if isinstance(record, ArrayRecord):
+            _check_arrays(record, cfg)
+        elif isinstance(record, MetricRecord):
+            _check_metrics(record)
+        else:
+            _check_stats(record)
+
+
+def _check_arrays(record: ArrayRecord, cfg: RunConfig) -> None:
+    expected = expected_arrays(cfg)
+    if set(record) != set(expected):
+        extra = sorted(set(record) - set(expected))
+        raise OutgoingMessageError(
+            f"arrays must be exactly the global encoder entries; unexpected {extra[:5]}, "
+            f"missing {sorted(set(expected) - set(record))[:5]}"
+        )
+    for name, array in record.items():
+        if tuple(array.shape) != expected[name]:
+            raise OutgoingMessageError(
+                f"array {name!r} has shape {tuple(array.shape)}, expected {expected[name]}"
+            )
+
+
+def _check_metrics(record: MetricRecord) -> None:
+    unknown = sorted(set(record) - _METRIC_NAMES)
+    if unknown:
+        raise OutgoingMessageError(f"metrics {unknown} are not in the allowed set {sorted(_METRIC_NAMES)}")
+    for name, value in record.items():
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            raise OutgoingMessageError(f"metric {name!r} must be one number, got {type(value).__name__}")
+
+
+def _check_stats(record: ConfigRecord) -> None:
+    if set(record) != {ConfigKey.STATS_JSON}:
+        raise OutgoingMessageError(
+            f"site-stats must hold only {ConfigKey.STATS_JSON.value!r}, got {sorted(record)}"
+        )
+    try:
+        SiteStats.model_validate(json.loads(str(record[ConfigKey.STATS_JSON])))
+    except (ValidationError, json.JSONDecodeError) as err:
+        raise OutgoingMessageError(f"site-stats is not a valid SiteStats: {err}") from err
+
+
+def outgoing_guard(msg: Message, context: Context, call_next: ClientAppCallable) -> Message:
+    """Flower mod: run the handler, then check its reply before it leaves the site."""
+    reply = call_next(msg, context)
+    if reply.has_error():
+        return reply
+    cfg, _, _ = decode_round_config(msg.content[RecordKey.CONFIG])
+    check_reply(reply.content, action=msg.metadata.message_type, cfg=cfg)
+    return reply

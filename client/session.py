@@ -1,0 +1,102 @@
+"""Opens everything one site needs for a round: data, device, encoder, task head, state."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from client.data import SiteDataset, load_site_dataset
+from client.device import select_device
+from client.site_state import SiteState
+from client.stats import own_modality_stats, summarize_site
+from shared.config import DataConfig, RunConfig, SiteConfig
+from shared.model import MultiModalEncoder, build_encoder, global_parameter_names, resolve_preset
+from shared.model.site_local import ENCODER_PREFIX
+from shared.pretext import PretextTask, TaskContext, build_pretext
+from shared.stats_schema import StatsPool
+
+log = logging.getLogger(__name__)
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_dataset(data_dir: Path, cache_dir: Path, data_json: str, seed: int) -> SiteDataset:
+    # Simulation reuses one process per site across rounds; deployment starts a fresh
+    # process per message and relies on the on-disk cache inside load_site_dataset.
+    return load_site_dataset(
+        data_dir, data=DataConfig.model_validate_json(data_json), cache_dir=cache_dir, seed=seed
+    )
+
+
+def open_dataset(cfg: RunConfig, site: SiteConfig) -> SiteDataset:
+    """The site's preprocessed, cached dataset (problems are logged, never fatal)."""
+    ds = _cached_dataset(site.data_dir, site.state_dir / "cache", cfg.data.model_dump_json(),
+                         cfg.seed)
+    return ds
+
+
+def site_seed(cfg: RunConfig, site: SiteConfig, server_round: int) -> int:
+    """A per-site, per-round seed: sites differ, a rerun of the same round replays."""
+    return (cfg.seed * 1_000_003 + server_round * 7919 + zlib.crc32(str(site.state_dir).encode())) % (
+        2**31
+    )
+
+
+@dataclass
+class SiteSession:
+    """A site's model parts for one round, restored from its local state."""
+
+    cfg: RunConfig
+    site: SiteConfig
+    dataset: SiteDataset
+    device: torch.device
+    encoder: MultiModalEncoder
+    task: PretextTask
+    head: nn.Module
+    state: SiteState
+
+    @classmethod
+    def open(cls, cfg: RunConfig, site: SiteConfig, *, pool: StatsPool | None) -> SiteSession:
+        dataset = open_dataset(cfg, site)
+        device = select_device(cfg.train)
+        encoder = build_encoder(resolve_preset(cfg.model, cuda_available=device.type == "cuda"))
+        own = own_modality_stats(
+            summarize_site(dataset.study_stats("train"), modalities=cfg.data.modalities)
+        )
+        task = build_pretext(
+            cfg.pretext,
+            context=TaskContext(modalities=cfg.data.modalities, pool=pool, own_stats=own),
+        )
+        head = task.build_head(encoder.out_dim)
+        state = SiteState.load(site.state_dir)
+        if task.name in state.heads:
+            head.load_state_dict(state.heads[task.name])
+        if state.encoder_local:
+            encoder.load_state_dict(state.encoder_local, strict=False)
+        return cls(cfg, site, dataset, device, encoder.to(device), task, head.to(device), state)
+
+    def local_encoder_state(self) -> dict[str, torch.Tensor]:
+        """The encoder entries that never leave the site."""
+        glob = set(global_parameter_names(self.encoder, site_local_norm=self.cfg.model.site_local_norm))
+        return {
+            k: v.detach().cpu()
+            for k, v in self.encoder.state_dict().items()
+            if f"{ENCODER_PREFIX}{k}" not in glob
+        }
+
+    def save_state(self, *, server_round: int | None = None, optimizer: torch.optim.Optimizer | None = None,
+                   optimizer_signature: str = "") -> None:
+        """Persist head, site-local encoder parts and optimizer to the site's disk."""
+        self.state.heads[self.task.name] = {k: v.detach().cpu() for k, v in self.head.state_dict().items()}
+        self.state.encoder_local = self.local_encoder_state()
+        if optimizer is not None:
+            self.state.optimizer = optimizer.state_dict()
+            self.state.optimizer_signature = optimizer_signature
+        if server_round is not None and server_round not in self.state.rounds:
+            self.state.rounds.append(server_round)
+        self.state.save(self.site.state_dir)

@@ -1,0 +1,96 @@
+"""One local training round on a site (torch only; no Flower)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import torch
+
+from client.device import autocast_for
+from client.session import SiteSession, site_seed
+from shared.config import RunConfig, SiteConfig
+from shared.keys import MetricKey
+from shared.model import global_state, load_global_state
+from shared.stats_schema import StatsPool
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RoundResult:
+    """What a site returns: the global encoder part and numbers (nothing else leaves)."""
+
+    arrays: dict[str, torch.Tensor]
+    metrics: dict[str, float | int]
+
+
+def _optimizer(session: SiteSession) -> tuple[torch.optim.Optimizer, str]:
+    params = [*session.encoder.parameters(), *session.head.parameters()]
+    signature = f"{session.task.name}:" + ",".join(str(tuple(p.shape)) for p in params)
+    opt = torch.optim.AdamW(params, lr=session.cfg.train.lr,
+                            weight_decay=session.cfg.train.weight_decay)
+    if session.state.optimizer is not None:
+        if session.state.optimizer_signature == signature:
+            opt.load_state_dict(session.state.optimizer)
+        else:
+            log.warning("Site optimizer state belongs to another model/task; starting it afresh.")
+    return opt, signature
+
+
+def train_round(
+    *,
+    cfg: RunConfig,
+    site: SiteConfig,
+    global_arrays: Mapping[str, torch.Tensor],
+    pool: StatsPool | None,
+    server_round: int,
+) -> RoundResult:
+    """Train the global encoder for ``cfg.train.local_steps`` steps on this site's data.
+
+    Loads the global encoder into the site's model (site-local parts restored from disk),
+    runs the pretext task, saves the site-local state, and returns only the encoder's
+    global entries plus metrics.
+    """
+    started = time.perf_counter()
+    session = SiteSession.open(cfg, site, pool=pool)
+    load_global_state(session.encoder, global_arrays, site_local_norm=cfg.model.site_local_norm)
+    opt, signature = _optimizer(session)
+    seed = site_seed(cfg, site, server_round)
+    generator = torch.Generator().manual_seed(seed)
+    batches = session.dataset.train_batches(batch_size=cfg.data.batch_size, seed=seed)
+    session.encoder.train()
+    session.head.train()
+    losses: list[float] = []
+    examples = skipped = 0
+    for _ in range(cfg.train.local_steps):
+        views = session.task.make_views(next(batches), generator)
+        skipped += views.skipped_studies
+        if views.empty:
+            continue
+        views = views.to(session.device)
+        with autocast_for(session.device, enabled=cfg.train.amp):
+            loss = session.task.loss(views, encoder=session.encoder, head=session.head)
+        opt.zero_grad(set_to_none=True)
+        (loss * cfg.pretext.weight).backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+        examples += views.num_studies
+    if skipped:
+        log.warning(
+            "%d studies in this round's batches cannot serve %s (it needs >= %d modalities); "
+            "they were skipped.", skipped, session.task.name, session.task.requirements.min_modalities,
+        )
+    session.save_state(server_round=server_round, optimizer=opt, optimizer_signature=signature)
+    return RoundResult(
+        arrays=global_state(session.encoder, site_local_norm=cfg.model.site_local_norm),
+        metrics={
+            MetricKey.NUM_EXAMPLES: examples,
+            MetricKey.TRAIN_LOSS: float(sum(losses) / len(losses)) if losses else float("nan"),
+            MetricKey.STEPS: len(losses),
+            MetricKey.SKIPPED: skipped,
+            MetricKey.SECONDS: time.perf_counter() - started,
+        },
+    )

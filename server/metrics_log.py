@@ -1,0 +1,60 @@
+"""metrics.json: per round and per site, what was trained, evaluated, timed and transferred."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from server.checkpoints import write_atomic
+
+METRICS_FILE = "metrics.json"
+
+
+def _finite(value: Any) -> Any:
+    """Replace NaN/inf (JSON has none) by null, recursively: a site that could not
+    evaluate reports null rather than an invalid file."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+class MetricsLog:
+    """An append-only list of round entries, rewritten atomically after each round."""
+
+    def __init__(self, out_dir: Path, *, keep_until_round: int | None = None) -> None:
+        self.path = out_dir / METRICS_FILE
+        self.meta: dict[str, Any] = {}
+        self.rounds: list[dict[str, Any]] = []
+        if keep_until_round is not None and self.path.exists():
+            # Resuming: keep what finished, drop entries of a round that never completed.
+            old = json.loads(self.path.read_text())
+            self.meta = old.get("meta", {})
+            self.rounds = [r for r in old.get("rounds", []) if r["round"] <= keep_until_round]
+
+    def set_meta(self, **meta: Any) -> None:
+        self.meta.update(meta)
+        self.flush()
+
+    def record_round(self, entry: dict[str, Any]) -> None:
+        self.rounds = [r for r in self.rounds if r["round"] != entry["round"]]
+        self.rounds.append(entry)
+        self.rounds.sort(key=lambda r: r["round"])
+        self.flush()
+
+    def flush(self) -> None:
+        doc = _finite({"meta": self.meta, "rounds": self.rounds})
+        write_atomic(self.path, json.dumps(doc, indent=2, allow_nan=False).encode())
+
+    def latest(self, key: str) -> float | None:
+        """The last round's aggregated value of ``train``/``evaluate`` loss."""
+        for entry in reversed(self.rounds):
+            value = entry.get(key, {}).get("loss")
+            if value is not None:
+                return float(value)
+        return None

@@ -1,0 +1,237 @@
+"""The round protocol: statistics (round 0), pretraining rounds, checkpoints, export."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import flwr
+import torch
+from flwr.app import ArrayRecord, ConfigRecord, Message, RecordDict
+from flwr.serverapp import Grid
+from pydantic import ValidationError
+
+from server.checkpoints import CheckpointStore, export_encoder, write_atomic
+from server.metrics_log import MetricsLog
+from server.stats_pool import pool_site_stats
+from server.strategy import EncoderFedAvg
+from shared.config import RunConfig
+from shared.keys import Action, ConfigKey, MetricKey, RecordKey
+from shared.model import build_encoder, global_parameter_names, global_state, load_global_state
+from shared.stats_schema import SiteStats, StatsPool
+from shared.wire import encode_round_config
+
+log = logging.getLogger("flwr.fedmm.server")
+
+PROGRESS_FILE = "progress.json"
+
+
+class FederationError(RuntimeError):
+    """The run cannot go on (no sites, no usable round); the message says why."""
+
+
+@dataclass
+class RoundOutcome:
+    """Per-node results of one message round."""
+
+    sites: dict[str, dict[str, Any]] = field(default_factory=dict)
+    failures: list[dict[str, Any]] = field(default_factory=list)
+
+
+def write_progress(out_dir: Path, **status: Any) -> None:
+    """A tiny status file that `simulate` and `fedmm server run` follow."""
+    write_atomic(out_dir / PROGRESS_FILE, json.dumps({**status, "time": time.time()}).encode())
+
+
+def wait_for_sites(grid: Grid, *, count: int, timeout_s: float) -> list[int]:
+    """Wait until ``count`` sites are connected, up to ``timeout_s``; return their ids."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        nodes = sorted(grid.get_node_ids())
+        if len(nodes) >= count:
+            return nodes
+        if time.monotonic() > deadline:
+            raise FederationError(
+                f"Only {len(nodes)} of the {count} sites needed (federation.min_nodes) connected "
+                f"within {timeout_s:.0f} s (federation.connect_timeout_s). Start more site "
+                "daemons, or lower federation.min_nodes."
+            )
+        time.sleep(1.0)
+
+
+def _outcome(replies: Iterable[Message], *, sent_bytes: int) -> RoundOutcome:
+    out = RoundOutcome()
+    for msg in replies:
+        node = str(msg.metadata.src_node_id)
+        if msg.has_error():
+            out.failures.append({"node": node, "reason": msg.error.reason})
+            continue
+        metrics = msg.content.metric_records.get(RecordKey.METRICS)
+        arrays = msg.content.array_records.get(RecordKey.ARRAYS)
+        entry: dict[str, Any] = dict(metrics) if metrics is not None else {}
+        entry["bytes-received-by-site"] = sent_bytes
+        entry["bytes-sent-by-site"] = arrays.count_bytes() if arrays is not None else 0
+        out.sites[node] = entry
+    return out
+
+
+def _missing(sent: list[Message], replies: list[Message]) -> list[dict[str, Any]]:
+    answered = {m.metadata.src_node_id for m in replies}
+    return [
+        {"node": str(m.metadata.dst_node_id), "reason": "no reply before the round deadline"}
+        for m in sent if m.metadata.dst_node_id not in answered
+    ]
+
+
+def collect_pool(grid: Grid, cfg: RunConfig, nodes: list[int]) -> StatsPool:
+    """Round 0: ask every site for its anonymized SiteStats and pool them."""
+    config = ConfigRecord(encode_round_config(cfg, None))
+    msgs = [
+        Message(RecordDict({RecordKey.CONFIG: config}), dst_node_id=n,
+                message_type=Action.STATS.value, group_id="round-0")
+        for n in nodes
+    ]
+    replies = list(grid.send_and_receive(msgs, timeout=cfg.federation.round_timeout_s))
+    releases: list[SiteStats] = []
+    for msg in replies:
+        if msg.has_error():
+            log.warning("Site %s did not release statistics: %s", msg.metadata.src_node_id,
+                        msg.error.reason)
+            continue
+        try:
+            releases.append(SiteStats.from_json(
+                str(msg.content.config_records[RecordKey.STATS][ConfigKey.STATS_JSON])))
+        except (KeyError, ValidationError, json.JSONDecodeError) as err:
+            log.warning("Site %s sent invalid statistics (%s); ignored.",
+                        msg.metadata.src_node_id, err)
+    pool = pool_site_stats(releases, rng=random.Random(cfg.seed))
+    log.info("Statistics pool: %d sites contributed, %d withheld, modalities %s",
+             pool.contributors, pool.withheld, sorted(pool.modalities))
+    return pool
+
+
+def _initial_encoder(cfg: RunConfig, preset: str) -> torch.nn.Module:
+    torch.manual_seed(cfg.seed)  # every run with this seed starts from the same weights
+    return build_encoder(preset)
+
+
+def _mean(values: Iterable[float | None]) -> float | None:
+    vals = [v for v in values if v is not None and math.isfinite(v)]
+    return sum(vals) / len(vals) if vals else None
+
+
+def run_pretraining(grid: Grid, cfg: RunConfig, *, preset: str) -> Path:
+    """Run round 0 and rounds 1..R (or resume), checkpointing every round; export at the end.
+
+    Returns:
+        The exported ``encoder.safetensors`` path.
+    """
+    if cfg.out_dir is None:
+        raise FederationError("out_dir is not set; the ServerApp has nowhere to write results.")
+    out = cfg.out_dir
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    store = CheckpointStore(out)
+    encoder = _initial_encoder(cfg, preset)
+    names = global_parameter_names(encoder, site_local_norm=cfg.model.site_local_norm)
+    fed = cfg.federation
+
+    if cfg.resume:
+        state = store.load_latest()
+        arrays, pool, first_round = state.arrays, state.pool, state.last_round + 1
+        metrics = MetricsLog(out, keep_until_round=state.last_round)
+        log.info("Resuming from round %d in %s", state.last_round, out)
+    else:
+        metrics = MetricsLog(out)
+        write_progress(out, phase="waiting for sites", round=0, rounds=fed.num_rounds)
+        nodes = wait_for_sites(grid, count=fed.min_nodes, timeout_s=fed.connect_timeout_s)
+        write_progress(out, phase="statistics", round=0, rounds=fed.num_rounds)
+        pool = collect_pool(grid, cfg, nodes)
+        arrays = global_state(encoder, site_local_norm=cfg.model.site_local_norm)
+        first_round = 1
+        store.save_round(0, arrays, pool, config_json=cfg.to_json())
+        metrics.set_meta(config=json.loads(cfg.to_json()), preset=preset,
+                         pool={"contributors": pool.contributors, "withheld": pool.withheld,
+                               "modalities": {k: len(v) for k, v in pool.modalities.items()}})
+
+    strategy = EncoderFedAvg(cfg=cfg, pool=pool, global_names=names)
+    current = ArrayRecord(arrays)
+    for rnd in range(first_round, fed.num_rounds + 1):
+        t0 = time.time()
+        write_progress(out, phase="training", round=rnd, rounds=fed.num_rounds)
+        wait_for_sites(grid, count=1, timeout_s=fed.connect_timeout_s)
+        sent = list(strategy.configure_train(rnd, current, ConfigRecord(), grid))
+        replies = list(grid.send_and_receive(sent, timeout=fed.round_timeout_s))
+        train = _outcome(replies, sent_bytes=current.count_bytes())
+        train.failures += _missing(sent, replies)
+        needed = max(1, math.ceil(fed.quorum * len(sent)))
+        aggregated = False
+        if len(train.sites) >= needed:
+            new_arrays, _ = strategy.aggregate_train(rnd, replies)
+            if new_arrays is not None:
+                current, aggregated = new_arrays, True
+        if not aggregated:
+            log.warning("Round %d: %d of %d sites replied (quorum %d); the global encoder is "
+                        "unchanged this round.", rnd, len(train.sites), len(sent), needed)
+        store.save_round(rnd, current.to_torch_state_dict(), pool, config_json=cfg.to_json())
+
+        write_progress(out, phase="evaluating", round=rnd, rounds=fed.num_rounds)
+        sent_eval = list(strategy.configure_evaluate(rnd, current, ConfigRecord(), grid))
+        eval_replies = list(grid.send_and_receive(sent_eval, timeout=fed.round_timeout_s))
+        evaluate = _outcome(eval_replies, sent_bytes=current.count_bytes())
+        evaluate.failures += _missing(sent_eval, eval_replies)
+        metrics.record_round({
+            "round": rnd,
+            "seconds": time.time() - t0,
+            "train": {
+                "aggregated": aggregated,
+                "loss": _mean(s.get(MetricKey.TRAIN_LOSS) for s in train.sites.values()),
+                "sites": train.sites,
+                "failures": train.failures,
+            },
+            "evaluate": {
+                "loss": _mean(s.get(MetricKey.EVAL_LOSS) for s in evaluate.sites.values()),
+                "sites": evaluate.sites,
+                "failures": evaluate.failures,
+            },
+        })
+        log.info("Round %d/%d: train loss %s, held-out loss %s, %d sites, %.1f s", rnd,
+                 fed.num_rounds, metrics.rounds[-1]["train"]["loss"],
+                 metrics.rounds[-1]["evaluate"]["loss"], len(train.sites), time.time() - t0)
+
+    if not any(r["train"]["aggregated"] for r in metrics.rounds):
+        raise FederationError(
+            "No round reached its quorum, so the encoder was never trained. Check the sites' "
+            "logs (their errors are listed per round in metrics.json)."
+        )
+    load_global_state(encoder, current.to_torch_state_dict(), site_local_norm=cfg.model.site_local_norm)
+    card = {
+        "format": "fedmm-encoder/1",
+        "preset": preset,
+        "parameters": sum(p.numel() for p in encoder.parameters()),
+        "rounds": fed.num_rounds,
+        "sites": max((len(r["train"]["sites"]) for r in metrics.rounds), default=0),
+        "pretext": cfg.pretext.name,
+        "pool": {"contributors": pool.contributors if pool else 0,
+                 "withheld": pool.withheld if pool else 0,
+                 "modalities": sorted(pool.modalities) if pool else []},
+        "final_metrics": {"train_loss": metrics.latest("train"),
+                          "eval_loss": metrics.latest("evaluate")},
+        "site_local": "normalization-layer parameters stayed on the sites; the exported "
+                      "encoder has their initial values" if cfg.model.site_local_norm else "none",
+        "config": json.loads(cfg.to_json()),
+        "versions": {"flwr": flwr.__version__, "torch": torch.__version__},
+        "seconds": time.time() - started,
+        "usage": "from shared.model import load_pretrained_encoder; "
+                 "encoder = load_pretrained_encoder('encoder.safetensors')",
+    }
+    enc_path, _ = export_encoder(out, encoder.state_dict(), preset=preset, card=card)
+    write_progress(out, phase="done", round=fed.num_rounds, rounds=fed.num_rounds)
+    return enc_path

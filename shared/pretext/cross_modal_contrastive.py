@@ -1,0 +1,118 @@
+"""Cross-modal contrastive learning with AdaDN augmentation (Wen et al. 2023, METHODS.md A).
+
+Positives are two *different modalities of the same study at the same location* (an
+aligned crop), negatives are the other studies of the batch; each view may be
+denormalized towards another site's appearance with AdaDN, using target moments from the
+server's anonymized statistics pool (this site's own statistics when the pool lacks the
+modality). AdaDN itself is our reconstruction (shared/adadn.py).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from shared.adadn import adadn
+from shared.config import CrossModalContrastiveConfig
+from shared.losses.info_nce import info_nce
+from shared.model.encoder import MultiModalEncoder
+from shared.pretext.base import Batch, TaskContext, TaskRequirements, Views
+from shared.pretext.registry import register_pretext
+from shared.stats_schema import ModalityStats
+
+
+@register_pretext("cross_modal_contrastive")
+class CrossModalContrastiveTask:
+    """InfoNCE between two modalities of one study, with AdaDN-augmented views."""
+
+    name: ClassVar[str]
+    requirements: ClassVar[TaskRequirements] = TaskRequirements(min_modalities=2)
+
+    def __init__(self, *, cfg: CrossModalContrastiveConfig, context: TaskContext) -> None:
+        self.cfg = cfg
+        self.context = context
+        self._targets = {m: self._target_table(m) for m in context.modalities}
+
+    def _target_table(self, modality: str) -> torch.Tensor | None:
+        """``(K, 2)`` candidate (mean, std) targets for a modality, or None if unknown."""
+        entries: tuple[ModalityStats, ...] = ()
+        if self.cfg.adadn.target == "pool" and self.context.pool is not None:
+            entries = self.context.pool.targets(modality)
+        if not entries and modality in self.context.own_stats:
+            entries = (self.context.own_stats[modality],)
+        if not entries:
+            return None
+        return torch.tensor([[e.mean, e.std] for e in entries], dtype=torch.float32)
+
+    def build_head(self, encoder_dim: int) -> nn.Module:
+        """SimCLR-style projection MLP: ``(N, encoder_dim) -> (N, projection_dim)``."""
+        return nn.Sequential(
+            nn.Linear(encoder_dim, encoder_dim),
+            nn.ReLU(inplace=True),
+            nn.Linear(encoder_dim, self.cfg.projection_dim),
+        )
+
+    def make_views(self, batch: Batch, generator: torch.Generator) -> Views:
+        """Pick two present modalities per study and AdaDN-augment each view.
+
+        Returns views ``view1``, ``view2`` of shape ``(N, 1, D, H, W)``, N the number of
+        studies with at least two present modalities (others are counted as skipped).
+        """
+        image, present = batch["image"], batch["present"] > 0.5
+        rows: list[int] = []
+        mod_a: list[int] = []
+        mod_b: list[int] = []
+        for b in range(image.shape[0]):
+            idx = present[b].nonzero().flatten()
+            if idx.numel() < self.requirements.min_modalities:
+                continue
+            pick = idx[torch.randperm(idx.numel(), generator=generator)[:2]]
+            rows.append(b)
+            mod_a.append(int(pick[0]))
+            mod_b.append(int(pick[1]))
+        skipped = image.shape[0] - len(rows)
+        if len(rows) < 2:  # InfoNCE needs a negative
+            return Views({}, num_studies=0, skipped_studies=image.shape[0])
+        r = torch.tensor(rows)
+        views = {}
+        for key, mods in (("view1", torch.tensor(mod_a)), ("view2", torch.tensor(mod_b))):
+            x = image[r, mods].unsqueeze(1).float()
+            views[key] = self._augment(
+                x, mods=mods, src_mean=batch["fg_mean"][r, mods].float(),
+                src_std=batch["fg_std"][r, mods].float(), generator=generator,
+            )
+        return Views(views, num_studies=len(rows), skipped_studies=skipped)
+
+    def _augment(
+        self,
+        x: torch.Tensor,
+        *,
+        mods: torch.Tensor,
+        src_mean: torch.Tensor,
+        src_std: torch.Tensor,
+        generator: torch.Generator,
+    ) -> torch.Tensor:
+        """AdaDN on a random subset (``adadn.probability``) of the ``(N, 1, D, H, W)`` views."""
+        n = x.shape[0]
+        # Draw every random number even where unused, so views replay for a seed.
+        apply = torch.rand(n, generator=generator) < self.cfg.adadn.probability
+        pick = torch.rand(n, generator=generator)
+        lam = torch.rand(n, generator=generator) if self.cfg.adadn.interpolate else torch.ones(n)
+        tgt_mean, tgt_std = src_mean.clone(), src_std.clone()
+        for i in range(n):
+            table = self._targets[self.context.modalities[int(mods[i])]]
+            if table is None or not apply[i]:
+                continue
+            row = table[min(int(pick[i] * table.shape[0]), table.shape[0] - 1)]
+            tgt_mean[i], tgt_std[i] = row[0], row[1]
+        return adadn(x, src_mean=src_mean, src_std=src_std,
+                     tgt_mean=tgt_mean, tgt_std=tgt_std, lam=lam)
+
+    def loss(self, views: Views, *, encoder: MultiModalEncoder, head: nn.Module) -> torch.Tensor:
+        """Symmetric InfoNCE between the two views' projections."""
+        v1, v2 = views.tensors["view1"], views.tensors["view2"]
+        z = head(encoder(torch.cat([v1, v2], dim=0)))  # one pass: GroupNorm is per-sample
+        z1, z2 = z.split(v1.shape[0])
+        return info_nce(z1, z2, temperature=self.cfg.temperature)

@@ -1,0 +1,105 @@
+"""SiteStats and StatsPool: the only statistics allowed to leave a site, and their pool.
+
+Everything here is in the model-input intensity space: per study and modality, foreground
+voxels scaled to [0, 1] between foreground percentiles (client/data/transforms.py). A
+SiteStats carries no site name, no study id and no exact count; ``extra="forbid"`` means
+the outgoing guard rejects any payload with a field not declared here.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from shared.config import FrozenModel
+from shared.modalities import CANONICAL_MODALITIES
+
+SITE_STATS_SCHEMA = "fedmm.site-stats/1"
+STATS_POOL_SCHEMA = "fedmm.stats-pool/1"
+
+#: Coarse study-count buckets: (lower bound, label). A site reports only its bucket.
+STUDY_COUNT_BUCKETS: tuple[tuple[int, str], ...] = (
+    (1000, "1000+"), (200, "200-999"), (50, "50-199"), (10, "10-49"), (0, "<10"),
+)
+BucketLabel = Literal["withheld", "<10", "10-49", "50-199", "200-999", "1000+"]
+
+
+def bucket_study_count(n: int) -> BucketLabel:
+    """Return the coarse bucket label of a study count."""
+    if n < 0:
+        raise ValueError(f"a study count cannot be negative, got {n}")
+    for lower, label in STUDY_COUNT_BUCKETS:
+        if n >= lower:
+            return label  # type: ignore[return-value]
+    raise AssertionError("unreachable: the last bucket starts at 0")
+
+
+class ModalityStats(FrozenModel):
+    """Noised foreground statistics of one modality at one site."""
+
+    mean: float = Field(ge=0, le=1)
+    std: float = Field(gt=0, le=1)
+    histogram: tuple[float, ...] = Field(min_length=4, max_length=256)
+
+    @field_validator("histogram")
+    @classmethod
+    def _normalized(cls, h: tuple[float, ...]) -> tuple[float, ...]:
+        if any(v < 0 for v in h) or abs(sum(h) - 1.0) > 1e-3:
+            raise ValueError(f"histogram must be non-negative and sum to 1, got sum {sum(h):.4f}")
+        return h
+
+
+class SiteStats(FrozenModel):
+    """One site's anonymized release (built only by client/privacy.py)."""
+
+    schema_id: Literal["fedmm.site-stats/1"] = SITE_STATS_SCHEMA
+    withheld: bool
+    studies: BucketLabel
+    epsilon: float = Field(gt=0, description="Laplace budget spent on this release.")
+    modalities: dict[str, ModalityStats] = Field(default_factory=dict)
+
+    @field_validator("modalities")
+    @classmethod
+    def _known_names(cls, mods: dict[str, ModalityStats]) -> dict[str, ModalityStats]:
+        unknown = sorted(set(mods) - set(CANONICAL_MODALITIES))
+        if unknown:
+            raise ValueError(f"modality keys must be canonical {CANONICAL_MODALITIES}, "
+                             f"got {unknown}")
+        return mods
+
+    @model_validator(mode="after")
+    def _withheld_is_empty(self) -> SiteStats:
+        if self.withheld and (self.modalities or self.studies != "withheld"):
+            raise ValueError("a withheld SiteStats must carry no modalities and studies='withheld'")
+        if not self.withheld and self.studies == "withheld":
+            raise ValueError("studies='withheld' is only valid with withheld=true")
+        return self
+
+    def to_json(self) -> str:
+        return self.model_dump_json()
+
+    @classmethod
+    def from_json(cls, text: str) -> SiteStats:
+        return cls.model_validate(json.loads(text))
+
+
+class StatsPool(FrozenModel):
+    """The server's anonymous pool: per modality, the shuffled released ModalityStats."""
+
+    schema_id: Literal["fedmm.stats-pool/1"] = STATS_POOL_SCHEMA
+    modalities: dict[str, tuple[ModalityStats, ...]] = Field(default_factory=dict)
+    contributors: int = Field(default=0, ge=0, description="Sites whose stats were released.")
+    withheld: int = Field(default=0, ge=0, description="Sites that withheld (too few studies).")
+
+    def targets(self, modality: str) -> tuple[ModalityStats, ...]:
+        """The pooled entries for ``modality`` (empty when no site released it)."""
+        return self.modalities.get(modality, ())
+
+    def to_json(self) -> str:
+        return self.model_dump_json()
+
+    @classmethod
+    def from_json(cls, text: str) -> StatsPool:
+        return cls.model_validate(json.loads(text))

@@ -1,0 +1,37 @@
+"""Encoding of the per-round ConfigRecord both sides exchange (plain dicts; no flwr here)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from shared.config import RunConfig
+from shared.keys import ConfigKey
+from shared.stats_schema import StatsPool
+
+
+def encode_round_config(cfg: RunConfig, pool: StatsPool | None) -> dict[str, str]:
+    """The values of the ``config`` record sent with every message to a site."""
+    out = {ConfigKey.RUN_CONFIG.value: cfg.to_json()}
+    if pool is not None:
+        out[ConfigKey.STATS_POOL.value] = pool.to_json()
+    return out
+
+
+def decode_round_config(record: Mapping[str, Any]) -> tuple[RunConfig, StatsPool | None, int]:
+    """Validate the ``config`` record on arrival (the wire is an edge too).
+
+    Returns:
+        The run config, the statistics pool (None in round 0) and the server round (0 when
+        the record has none, e.g. the statistics query).
+    """
+    if ConfigKey.RUN_CONFIG not in record:
+        raise ValueError(
+            f"message config has no {ConfigKey.RUN_CONFIG.value!r} entry (got keys "
+            f"{sorted(record)}); server and site run different fedmm versions?"
+        )
+    cfg = RunConfig.from_json(str(record[ConfigKey.RUN_CONFIG]), source="run config from server")
+    pool_json = record.get(ConfigKey.STATS_POOL)
+    pool = StatsPool.from_json(str(pool_json)) if pool_json else None
+    server_round = int(record.get(ConfigKey.SERVER_ROUND, 0))
+    return cfg, pool, server_round

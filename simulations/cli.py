@@ -1,0 +1,136 @@
+"""The `fedmm` command line (and the `simulate` shortcut): thin typer edges over typed calls."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from client.cli import site_app
+from shared.config import ConfigError
+from shared.pretext import available_pretexts
+from simulations.scenario import build_scenario, deep_merge, read_scenario_file
+from simulations.simulate import SCENARIO_FILE, SimulationError, run_simulation, summarize
+
+console = Console()
+err_console = Console(stderr=True)
+
+app = typer.Typer(
+    name="fedmm",
+    help="Federated self-supervised pretraining of a multimodal brain-MRI encoder, on Flower.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(site_app, name="site")
+
+
+def _overrides(*, sites: int | None, rounds: int | None, local_steps: int | None,
+               pretext: str | None, data_root: Path | None, seed: int | None,
+               subjects_per_site: int | None) -> dict[str, Any]:
+    raw: dict[str, Any] = {}
+    if sites is not None:
+        raw.setdefault("simulation", {})["sites"] = sites
+    if data_root is not None:
+        raw.setdefault("simulation", {})["data_root"] = str(data_root)
+    if subjects_per_site is not None:
+        raw.setdefault("simulation", {}).setdefault("phantom", {})["subjects_per_site"] = (
+            subjects_per_site)
+    if rounds is not None:
+        raw["federation"] = {"num_rounds": rounds}
+    if local_steps is not None:
+        raw["train"] = {"local_steps": local_steps}
+    if pretext is not None:
+        if pretext not in available_pretexts():
+            raise ConfigError(f"--pretext {pretext!r} is not a registered pretext task; "
+                              f"available: {available_pretexts()}.")
+        raw["pretext"] = {"name": pretext}
+    if seed is not None:
+        raw["seed"] = seed
+    return raw
+
+
+def simulate_command(
+    config: Annotated[Path | None, typer.Option(
+        "--config", help="Scenario TOML: RunConfig sections ([federation], [train], [data], "
+        "[pretext], [privacy], ...) plus a [simulation] section. Flags below override it.")] = None,
+    sites: Annotated[int | None, typer.Option(
+        help="Virtual sites. Phantom: how many hospitals to generate (default 4); "
+        "--data-root: use the first N site folders.")] = None,
+    rounds: Annotated[int | None, typer.Option(help="Federated pretraining rounds (default 3).")] = None,
+    local_steps: Annotated[int | None, typer.Option(
+        help="Optimizer steps per site per round (default 8).")] = None,
+    pretext: Annotated[str | None, typer.Option(
+        help="Pretext task name (default cross_modal_contrastive).")] = None,
+    data_root: Annotated[Path | None, typer.Option(
+        help="Folder with one sub-folder per site (BraTS 2021 layout). Default: the embedded "
+        "multi-site brain phantom, generated once and cached.")] = None,
+    subjects_per_site: Annotated[int | None, typer.Option(
+        help="Phantom subjects per site (default 12).")] = None,
+    out: Annotated[Path | None, typer.Option(
+        help="Output folder (default ./runs/<timestamp>): encoder.safetensors, model_card.json, "
+        "metrics.json, checkpoints/, logs.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed for data, splits and weights (default 0).")] = None,
+    resume: Annotated[Path | None, typer.Option(
+        help="Continue the run in this output folder from its last checkpoint; --rounds may "
+        "raise the total.")] = None,
+) -> None:
+    """Run a federated self-supervised pretraining on Flower's simulation engine."""
+    try:
+        if resume is not None:
+            saved = resume / SCENARIO_FILE
+            if not saved.is_file():
+                raise ConfigError(f"--resume {resume}: {saved} not found. Expected the output "
+                                  "folder of an earlier `simulate` run.")
+            others = [config, sites, local_steps, pretext, data_root, subjects_per_site, out, seed]
+            if any(v is not None for v in others):
+                raise ConfigError("--resume continues a run with its saved settings; only "
+                                  "--rounds may be given with it.")
+            doc = json.loads(saved.read_text())
+            raw = {**doc["run"], "simulation": doc["simulation"]}
+            for key in ("out_dir", "resume", "sites"):
+                raw.pop(key, None)
+            if rounds is not None:
+                raw = deep_merge(raw, {"federation": {"num_rounds": rounds}})
+            scenario = build_scenario(raw, source=str(saved))
+            out_dir = resume
+        else:
+            raw = read_scenario_file(config) if config is not None else {}
+            raw = deep_merge(raw, _overrides(
+                sites=sites, rounds=rounds, local_steps=local_steps, pretext=pretext,
+                data_root=data_root, seed=seed, subjects_per_site=subjects_per_site))
+            scenario = build_scenario(raw, source=str(config) if config else "options")
+            stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+            out_dir = out if out is not None else Path("runs") / stamp
+        result = run_simulation(scenario, out_dir=out_dir.resolve(), resume=resume is not None,
+                                console=console)
+    except ConfigError as err:
+        err_console.print(f"[red]{err}[/]")
+        raise typer.Exit(2) from err
+    except SimulationError as err:
+        err_console.print(f"[red]{err}[/]")
+        raise typer.Exit(1) from err
+    summarize(result, console)
+
+
+app.command("simulate")(simulate_command)
+
+try:  # the phantom command comes from simulations/phantom/cli.py
+    from simulations.phantom.cli import phantom_command
+
+    app.command("phantom")(phantom_command)
+except ImportError:  # pragma: no cover - only while the phantom package is incomplete
+    pass
+
+
+def main() -> None:
+    """Entry point of the ``fedmm`` console script."""
+    app()
+
+
+def simulate_main() -> None:
+    """Entry point of the ``simulate`` console script (same as ``fedmm simulate``)."""
+    typer.run(simulate_command)

@@ -1,0 +1,203 @@
+"""The `simulate` harness: virtual sites on Flower's simulation engine, end to end."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from server.checkpoints import ENCODER_FILE, MODEL_CARD_FILE
+from server.metrics_log import METRICS_FILE
+from server.protocol import PROGRESS_FILE
+from server.run_control import RunStatus, latest_run_status, start_run, stop_run, write_run_config
+from shared.config import ConfigError, ModelConfig, RunConfig, SimulatedSitesConfig
+from shared.model import resolve_preset
+from simulations.scenario import Scenario, SimulationConfig
+from simulations.superlink import SimulationSuperLink
+
+SCENARIO_FILE = "scenario.json"
+
+
+class SimulationError(RuntimeError):
+    """The simulated run failed; the message says where to look."""
+
+
+def cache_root() -> Path:
+    """Where generated phantoms are kept between runs (``FEDMM_CACHE`` overrides)."""
+    return Path(os.environ.get("FEDMM_CACHE", Path.home() / ".cache" / "fedmm")).expanduser()
+
+
+def site_folders(data_root: Path) -> list[str]:
+    """Site folders of a data root: its non-hidden sub-folders, sorted."""
+    if not data_root.is_dir():
+        raise ConfigError(f"--data-root {data_root} is not a folder. Expected one folder per site "
+                          "(e.g. <root>/site-0/BraTS2021_00000/...).")
+    names = sorted(p.name for p in data_root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not names:
+        raise ConfigError(f"--data-root {data_root} has no site folders. Expected one sub-folder "
+                          "per site, each in the BraTS 2021 layout.")
+    return names
+
+
+def prepare_data(sim: SimulationConfig, *, seed: int, console: Console) -> tuple[Path, list[str]]:
+    """Return (data_root, site folder names), generating the phantom when no root is given."""
+    if sim.data_root is not None:
+        root = sim.data_root.expanduser().resolve()
+        sites = site_folders(root)
+        if sim.sites is not None:
+            if sim.sites > len(sites):
+                raise ConfigError(f"--sites {sim.sites} but {root} has only {len(sites)} site "
+                                  f"folders ({sites}).")
+            sites = sites[: sim.sites]
+        return root, sites
+    from simulations.phantom import PhantomConfig, generate_phantom
+
+    n_sites = sim.sites or 4
+    ph = sim.phantom
+    root = cache_root() / (f"phantom-{n_sites}x{ph.subjects_per_site}-seed{seed}-"
+                           f"{ph.spacing_mm:g}mm-t{ph.tumour_fraction:g}")
+    if ph.profiles_file is not None:
+        root = root.with_name(root.name + "-custom")
+    console.print(f"[bold]Data[/]: embedded brain phantom, {n_sites} sites x "
+                  f"{ph.subjects_per_site} subjects -> {root}")
+    manifest = generate_phantom(
+        PhantomConfig(sites=n_sites, subjects_per_site=ph.subjects_per_site, seed=seed,
+                      spacing_mm=ph.spacing_mm, tumour_fraction=ph.tumour_fraction,
+                      profiles_file=ph.profiles_file),
+        root, workers=min(4, os.cpu_count() or 1), progress=True,
+    )
+    return root, [s.name for s in manifest.sites]
+
+
+def federation_config(num_sites: int, sim: SimulationConfig) -> str:
+    """Flower's --federation-config: one virtual SuperNode per site, resources per site."""
+    cores = os.cpu_count() or 1
+    if torch.cuda.is_available():
+        parallel = min(num_sites, 4)
+        gpus = sim.client_gpus if sim.client_gpus is not None else round(1.0 / parallel, 3)
+        cpus = sim.client_cpus or max(1, cores // parallel)
+    else:
+        gpus = 0.0
+        cpus = sim.client_cpus or 1  # one site per core runs them in parallel (FLOWER_NOTES 3.3)
+    return (f"num-supernodes={num_sites} client-resources-num-cpus={cpus} "
+            f"client-resources-num-gpus={gpus} init-args-num-cpus={cores} "
+            f"init-args-logging-level=\"WARNING\"")
+
+
+@dataclass(frozen=True)
+class SimulationResult:
+    out_dir: Path
+    status: RunStatus
+    seconds: float
+
+
+def finalize_run_config(scenario: Scenario, *, out_dir: Path, data_root: Path,
+                        sites: list[str], resume: bool) -> RunConfig:
+    """Fill in what the harness owns: output folder, sites, resume flag, concrete preset."""
+    run = scenario.run
+    preset = resolve_preset(run.model, cuda_available=torch.cuda.is_available())
+    return run.model_copy(update={
+        "out_dir": out_dir,
+        "resume": resume,
+        "model": ModelConfig(**{**run.model.model_dump(), "preset": preset}),
+        "sites": SimulatedSitesConfig(data_root=data_root, site_dirs=tuple(sites),
+                                      state_root=out_dir / "sites"),
+    })
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data: dict[str, Any] = json.loads(path.read_text())
+        return data
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def follow(proc: Any, *, out_dir: Path, rounds: int, console: Console) -> None:
+    """Show a progress bar from the ServerApp's progress.json until ``flwr run`` exits."""
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/"
+               "{task.total} rounds"), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=False) as bar:
+        task = bar.add_task("starting Flower simulation", total=rounds)
+        while proc.poll() is None:
+            prog = _read_json(out_dir / PROGRESS_FILE)
+            metrics = _read_json(out_dir / METRICS_FILE) or {}
+            done = len(metrics.get("rounds", []))
+            if prog:
+                last = (metrics.get("rounds") or [{}])[-1]
+                loss = last.get("evaluate", {}).get("loss")
+                extra = f", held-out loss {loss:.3f}" if isinstance(loss, float) else ""
+                bar.update(task, completed=done,
+                           description=f"{prog.get('phase', '')} (round {prog.get('round')}){extra}")
+            time.sleep(1.0)
+        metrics = _read_json(out_dir / METRICS_FILE) or {}
+        bar.update(task, completed=len(metrics.get("rounds", [])))
+
+
+def run_simulation(scenario: Scenario, *, out_dir: Path, resume: bool = False,
+                   console: Console | None = None) -> SimulationResult:
+    """Run a whole simulated federation and return its final status.
+
+    Raises:
+        SimulationError: the run did not complete; the message points at the logs.
+    """
+    console = console or Console()
+    started = time.time()
+    out_dir = out_dir.resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    data_root, sites = prepare_data(scenario.simulation, seed=scenario.run.seed, console=console)
+    if len(sites) < scenario.run.federation.min_nodes:
+        raise ConfigError(f"The run needs federation.min_nodes={scenario.run.federation.min_nodes}"
+                          f" sites but only {len(sites)} are available ({sites}).")
+    cfg = finalize_run_config(scenario, out_dir=out_dir, data_root=data_root, sites=sites,
+                              resume=resume)
+    (out_dir / SCENARIO_FILE).write_text(json.dumps({
+        "simulation": json.loads(scenario.simulation.model_dump_json()),
+        "run": json.loads(scenario.run.model_dump_json()),
+    }, indent=2))
+    flwr_home = out_dir / ".flwr"
+    run_config_file = write_run_config(cfg, flwr_home / "run_config.toml")
+    console.print(f"[bold]Federation[/]: {len(sites)} sites, {cfg.federation.num_rounds} rounds, "
+                  f"pretext {cfg.pretext.name}, encoder {cfg.model.preset}, "
+                  f"{'CUDA' if torch.cuda.is_available() else 'CPU'}; logs in {out_dir / 'flower.log'}")
+    with SimulationSuperLink(flwr_home=flwr_home, log_file=out_dir / "superlink.log") as link:
+        proc = start_run(connection=link.connection, run_config_file=run_config_file,
+                         federation_config=federation_config(len(sites), scenario.simulation),
+                         flwr_home=flwr_home, log_file=out_dir / "flower.log")
+        try:
+            follow(proc, out_dir=out_dir, rounds=cfg.federation.num_rounds, console=console)
+        except KeyboardInterrupt:
+            status = latest_run_status(connection=link.connection, flwr_home=flwr_home)
+            if status is not None:
+                stop_run(status.run_id, connection=link.connection, flwr_home=flwr_home)
+            proc.terminate()
+            raise
+        status = latest_run_status(connection=link.connection, flwr_home=flwr_home)
+    if status is None or not status.ok:
+        raise SimulationError(
+            f"The Flower run {'did not start' if status is None else status.run_id + ' ended ' + status.status}"
+            f"{' (' + status.details + ')' if status and status.details not in ('', 'N/A') else ''}. "
+            f"See {out_dir / 'flower.log'} for the ServerApp's and sites' errors. Finished rounds "
+            f"are checkpointed: `simulate --resume {out_dir}` continues from the last one."
+        )
+    return SimulationResult(out_dir=out_dir, status=status, seconds=time.time() - started)
+
+
+def summarize(result: SimulationResult, console: Console) -> None:
+    """Print where the outputs are and the loss trajectory."""
+    metrics = _read_json(result.out_dir / METRICS_FILE) or {}
+    console.print(f"[green]Done[/] in {result.seconds:.0f} s (run {result.status.run_id}).")
+    for r in metrics.get("rounds", []):
+        tl, el = r["train"].get("loss"), r["evaluate"].get("loss")
+        console.print(f"  round {r['round']}: train loss {tl if tl is None else f'{tl:.4f}'}, "
+                      f"held-out loss {el if el is None else f'{el:.4f}'}, "
+                      f"{len(r['train']['sites'])} sites, {r['seconds']:.1f} s")
+    for name in (ENCODER_FILE, MODEL_CARD_FILE, METRICS_FILE):
+        console.print(f"  {result.out_dir / name}")

@@ -1,0 +1,111 @@
+"""A private, throw-away simulation SuperLink on a free 127.0.0.1 port.
+
+Flower's ``:local:`` SuperLink is a detached singleton on a fixed port (FLOWER_NOTES.md
+P7); ``simulate`` instead starts its own, in its own process group, with its own
+``FLWR_HOME``, and always stops it, so runs and tests never collide or leak processes.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+from types import TracebackType
+
+from server.run_control import flower_bin, flower_env
+
+CONNECTION = "fedmm-sim"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class SimulationSuperLink:
+    """Context manager: ``flower-superlink --simulation`` bound to 127.0.0.1, stopped on exit."""
+
+    def __init__(self, *, flwr_home: Path, log_file: Path, startup_timeout_s: float = 60.0) -> None:
+        self.flwr_home = flwr_home
+        self.log_file = log_file
+        self.port = free_port()
+        self.startup_timeout_s = startup_timeout_s
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def connection(self) -> str:
+        return CONNECTION
+
+    def __enter__(self) -> SimulationSuperLink:
+        self.flwr_home.mkdir(parents=True, exist_ok=True)
+        (self.flwr_home / "config.toml").write_text(
+            f'[superlink]\ndefault = "{CONNECTION}"\n\n'
+            f'[superlink.{CONNECTION}]\naddress = "127.0.0.1:{self.port}"\ninsecure = true\n'
+        )
+        cmd = [
+            flower_bin("flower-superlink"), "--insecure", "--simulation",
+            "--isolation", "subprocess", "--host", "127.0.0.1", "--port", str(self.port),
+            "--database", str(self.flwr_home / "state.db"),
+            "--disable-runtime-dependency-installation",
+            "--log-file", str(self.log_file),
+        ]
+        with (self.flwr_home / "superlink.out").open("ab") as out:
+            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
+                                         env=flower_env(self.flwr_home), start_new_session=True)
+        self._wait_until_listening()
+        return self
+
+    def _wait_until_listening(self) -> None:
+        deadline = time.monotonic() + self.startup_timeout_s
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"flower-superlink exited at start (code {self.proc.returncode}); see "
+                    f"{self.flwr_home / 'superlink.out'}"
+                )
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"flower-superlink did not listen on 127.0.0.1:{self.port} within "
+                           f"{self.startup_timeout_s:.0f} s; see {self.flwr_home / 'superlink.out'}")
+
+    def stop(self) -> None:
+        """Stop the SuperLink and everything it started (SuperExec, simulation, Ray)."""
+        if self.proc is None:
+            return
+        try:
+            pgid = os.getpgid(self.proc.pid)
+        except ProcessLookupError:
+            self.proc = None
+            return
+        for sig, wait_s in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
+            try:
+                os.killpg(pgid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                self.proc.wait(timeout=wait_s)
+                # Children (Ray workers) may outlive the leader briefly; sweep the group.
+                time.sleep(0.5)
+            except subprocess.TimeoutExpired:
+                continue
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc = None
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

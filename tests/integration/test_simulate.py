@@ -1,0 +1,122 @@
+"""A real federation through Flower's simulation engine, driven by the `simulate` CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from shared.model import load_pretrained_encoder
+
+pytestmark = pytest.mark.integration
+
+TINY = """
+seed = 1
+[simulation]
+sites = 2
+[simulation.phantom]
+subjects_per_site = 4
+spacing_mm = 4.0
+[data]
+spacing_mm = 4.0
+crop_size = 16
+batch_size = 2
+eval_fraction = 0.25
+[train]
+local_steps = 2
+eval_batches = 1
+[federation]
+num_rounds = 1
+round_timeout_s = 300
+connect_timeout_s = 120
+[privacy]
+min_studies = 2
+"""
+
+
+def simulate(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    exe = Path(sys.executable).parent / "simulate"
+    return subprocess.run([str(exe), *args], cwd=cwd, capture_output=True, text=True, timeout=600)
+
+
+def leftover_processes(marker: Path) -> list[str]:
+    out = subprocess.run(["pgrep", "-af", str(marker)], capture_output=True, text=True).stdout
+    return [line for line in out.splitlines() if "pgrep" not in line]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, subprocess.CompletedProcess[str]]:
+    work = tmp_path_factory.mktemp("sim")
+    scenario = work / "tiny.toml"
+    scenario.write_text(TINY)
+    out = work / "run"
+    proc = simulate("--config", str(scenario), "--out", str(out), cwd=work)
+    return work, out, proc
+
+
+def test_two_sites_one_round_exports_a_loadable_encoder(tiny_run) -> None:
+    _, out, proc = tiny_run
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    encoder = load_pretrained_encoder(out / "encoder.safetensors")
+    assert encoder(torch.rand(1, 1, 16, 16, 16)).shape == (1, encoder.out_dim)
+    card = json.loads((out / "model_card.json").read_text())
+    assert card["rounds"] == 1 and card["sites"] == 2
+    assert card["pool"]["contributors"] == 2 and "t1" in card["pool"]["modalities"]
+
+
+def test_metrics_per_round_and_site(tiny_run) -> None:
+    _, out, _ = tiny_run
+    metrics = json.loads((out / "metrics.json").read_text())
+    (rnd,) = metrics["rounds"]
+    assert rnd["train"]["aggregated"] and len(rnd["train"]["sites"]) == 2
+    for site in rnd["train"]["sites"].values():
+        assert site["num-examples"] > 0 and site["train-loss"] > 0
+        assert site["bytes-sent-by-site"] > 0 and site["bytes-received-by-site"] > 0
+        assert site["seconds"] > 0
+    assert all(s["eval-loss"] is not None for s in rnd["evaluate"]["sites"].values())
+
+
+def test_the_encoder_changed_and_only_global_entries_were_checkpointed(tiny_run) -> None:
+    _, out, _ = tiny_run
+    r0 = load_file(out / "checkpoints" / "round_0000.safetensors")
+    r1 = load_file(out / "checkpoints" / "round_0001.safetensors")
+    assert r0.keys() == r1.keys() and all(k.startswith("encoder.") for k in r0)
+    assert any(not torch.equal(r0[k], r1[k]) for k in r0)
+    assert not any(".adn.N." in k for k in r0), "site-local norm parameters reached the server"
+
+
+def test_site_state_is_kept_on_the_sites_disk(tiny_run) -> None:
+    _, out, _ = tiny_run
+    states = sorted((out / "sites").glob("site-*/site_state.pt"))
+    assert len(states) == 2
+
+
+def test_no_background_process_is_left(tiny_run) -> None:
+    _, out, _ = tiny_run
+    assert leftover_processes(out / ".flwr") == []
+
+
+@pytest.mark.slow
+def test_resume_continues_from_the_last_checkpoint(tiny_run) -> None:
+    work, out, first = tiny_run
+    assert first.returncode == 0
+    proc = simulate("--resume", str(out), "--rounds", "2", cwd=work)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [r["round"] for r in metrics["rounds"]] == [1, 2]
+    assert (out / "checkpoints" / "round_0002.safetensors").exists()
+    assert leftover_processes(out / ".flwr") == []
+
+
+def test_bad_options_fail_before_anything_starts(tmp_path: Path) -> None:
+    proc = simulate("--rounds", "0", "--out", str(tmp_path / "x"), cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "federation.num_rounds" in proc.stderr
+    assert not (tmp_path / "x").exists()
+    proc = simulate("--pretext", "jigsaw", cwd=tmp_path)
+    assert proc.returncode == 2 and "available" in proc.stderr

@@ -1,0 +1,107 @@
+"""Every registered pretext task: registry/config agreement and the task contract."""
+
+from __future__ import annotations
+
+import typing
+
+import pytest
+import torch
+
+from shared.config import PretextConfig, RunConfig
+from shared.model import build_encoder
+from shared.pretext import TaskContext, available_pretexts, build_pretext, get_pretext_class
+from shared.pretext.registry import register_pretext
+from shared.stats_schema import ModalityStats, StatsPool
+
+MODS = ("t1", "t1ce", "t2", "flair")
+
+
+def config_names() -> set[str]:
+    members = typing.get_args(typing.get_args(PretextConfig)[0]) or (typing.get_args(PretextConfig)[0],)
+    return {m.model_fields["name"].default for m in members}
+
+
+def test_union_and_registry_agree() -> None:
+    assert config_names() == set(available_pretexts())
+
+
+def test_duplicate_registration_is_refused() -> None:
+    with pytest.raises(ValueError, match="already registered"):
+        register_pretext("cross_modal_contrastive")(type("Other", (), {}))
+
+
+def test_unknown_task_suggests_closest() -> None:
+    with pytest.raises(ValueError, match="Did you mean 'cross_modal_contrastive'"):
+        get_pretext_class("cross_modal_contrastiv")
+
+
+def make_batch(seed: int, b: int = 4, size: int = 16) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    anatomy = torch.rand(b, 1, size, size, size, generator=g)
+    contrast = torch.tensor([1.0, 0.8, 0.5, 0.3]).view(1, 4, 1, 1, 1)
+    image = (anatomy * contrast).clamp_min(1e-3)
+    return {
+        "image": image,
+        "present": torch.ones(b, 4),
+        "fg_mean": image.mean(dim=(2, 3, 4)),
+        "fg_std": image.std(dim=(2, 3, 4)),
+        "fg_hist": torch.full((b, 4, 8), 1 / 8),
+    }
+
+
+def pool() -> StatsPool:
+    entry = ModalityStats(mean=0.4, std=0.1, histogram=(0.25, 0.25, 0.25, 0.25))
+    return StatsPool(modalities={m: (entry,) for m in MODS}, contributors=2)
+
+
+@pytest.fixture(params=available_pretexts())
+def task_and_model(request: pytest.FixtureRequest):
+    cfg = RunConfig.model_validate({"pretext": {"name": request.param}}).pretext
+    task = build_pretext(cfg, context=TaskContext(modalities=MODS, pool=pool()))
+    torch.manual_seed(0)
+    encoder = build_encoder("cpu-small")
+    return task, encoder, task.build_head(encoder.out_dim)
+
+
+def test_loss_is_finite_and_reaches_encoder(task_and_model) -> None:
+    task, encoder, head = task_and_model
+    views = task.make_views(make_batch(0), torch.Generator().manual_seed(0))
+    loss = task.loss(views, encoder=encoder, head=head)
+    assert torch.isfinite(loss)
+    loss.backward()
+    grads = [p.grad for p in encoder.parameters() if p.grad is not None]
+    assert grads and any(g.abs().sum() > 0 for g in grads)
+
+
+def test_views_replay_for_a_seed(task_and_model) -> None:
+    task, _, _ = task_and_model
+    batch = make_batch(1)
+    a = task.make_views(batch, torch.Generator().manual_seed(7))
+    b = task.make_views(batch, torch.Generator().manual_seed(7))
+    c = task.make_views(batch, torch.Generator().manual_seed(8))
+    for key in a.tensors:
+        torch.testing.assert_close(a.tensors[key], b.tensors[key])
+    assert any(not torch.equal(a.tensors[k], c.tensors[k]) for k in a.tensors)
+
+
+def test_loss_falls_on_a_tiny_problem(task_and_model) -> None:
+    task, encoder, head = task_and_model
+    batch = make_batch(2)
+    opt = torch.optim.Adam([*encoder.parameters(), *head.parameters()], lr=3e-3)
+    views = task.make_views(batch, torch.Generator().manual_seed(0))
+    first = float(task.loss(views, encoder=encoder, head=head).detach())
+    for _ in range(25):
+        opt.zero_grad()
+        task.loss(views, encoder=encoder, head=head).backward()
+        opt.step()
+    assert float(task.loss(views, encoder=encoder, head=head).detach()) < 0.7 * first
+
+
+def test_single_modality_studies_are_skipped(task_and_model) -> None:
+    task, _, _ = task_and_model
+    if task.requirements.min_modalities < 2:
+        pytest.skip("task works on one modality")
+    batch = make_batch(3)
+    batch["present"] = torch.tensor([[1, 0, 0, 0], [1, 1, 0, 0], [0, 1, 1, 0], [1, 1, 1, 1.0]])
+    views = task.make_views(batch, torch.Generator().manual_seed(0))
+    assert views.num_studies == 3 and views.skipped_studies == 1
