@@ -1,0 +1,302 @@
+"""A site's validated, disk-cached studies, split into train and held-out eval."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal, overload
+
+import numpy as np
+from monai.data import PersistentDataset
+from monai.transforms import Compose, LoadImage
+
+from client.data.adapter import DataProblem, DataProblemError, StudyRecord, get_adapter
+from client.data.batches import Batch, eval_batch_list, train_batch_iterator
+from client.data.study_index import IndexEntry, StudyIndex, study_fingerprint
+from client.data.transforms import (
+    LABEL_KEY,
+    PRESENT_KEY,
+    STATS_KEYS,
+    STUDY_KEY,
+    build_deterministic_transforms,
+    preprocessing_fingerprint,
+)
+from shared.config import DataConfig
+
+__all__ = ["SiteDataset", "Split", "load_site_dataset", "split_studies"]
+
+logger = logging.getLogger(__name__)
+
+Split = Literal["train", "eval"]
+_SPLITS: tuple[Split, ...] = ("train", "eval")
+_FINGERPRINT_KEY = "fingerprint"
+
+
+def split_studies(
+    study_ids: Sequence[str], *, eval_fraction: float, seed: int
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Deterministically split study ids into (train, eval), both sorted.
+
+    The split depends only on the set of ids, ``eval_fraction`` and ``seed`` (not on
+    discovery order). Eval gets ``round(eval_fraction * n)`` studies, at least 1 when
+    ``n >= 2`` and ``eval_fraction > 0``, and at least 2 when ``n >= 4`` (contrastive
+    evaluation needs a negative from another study); train always keeps at least 2 when
+    ``n >= 4`` (and at least 1 otherwise).
+    """
+    if seed < 0:
+        raise ValueError(f"expected a non-negative seed, got {seed}.")
+    ids = sorted(study_ids)
+    n = len(ids)
+    n_eval = round(eval_fraction * n)
+    if eval_fraction > 0 and n >= 2:
+        n_eval = max(2 if n >= 4 else 1, n_eval)
+    n_eval = max(0, min(n_eval, n - (2 if n >= 4 else 1)))
+    order = np.random.default_rng([seed, 0x5F1]).permutation(n)
+    eval_ids = sorted(ids[i] for i in order[:n_eval])
+    train_ids = sorted(ids[i] for i in order[n_eval:])
+    return tuple(train_ids), tuple(eval_ids)
+
+
+class _CachedSamples(Sequence[dict[str, Any]]):
+    """Read-only Sequence view of a PersistentDataset (each access reads one cache file)."""
+
+    def __init__(self, ds: PersistentDataset) -> None:
+        self._ds = ds
+
+    def __len__(self) -> int:
+        return len(self._ds)
+
+    @overload
+    def __getitem__(self, index: int) -> dict[str, Any]: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[dict[str, Any]]: ...
+    def __getitem__(self, index: int | slice) -> dict[str, Any] | list[dict[str, Any]]:
+        if isinstance(index, slice):
+            return [self._ds[i] for i in range(len(self))[index]]
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"sample index {index} out of range for {len(self)} samples")
+        sample: dict[str, Any] = self._ds[index]
+        return sample
+
+
+class SiteDataset:
+    """The valid studies of one site: cached deterministic samples and seeded batches.
+
+    Build it with :func:`load_site_dataset`. Samples come from MONAI's PersistentDataset:
+    Flower deployments start a fresh process per message, so an in-memory cache would be
+    rebuilt (all NIfTI re-read) every round; the on-disk cache is read instead.
+    """
+
+    def __init__(
+        self, *, data: DataConfig, splits: Mapping[Split, PersistentDataset],
+        stats: Mapping[str, Mapping[str, np.ndarray]], problems: Sequence[DataProblem],
+    ) -> None:
+        self.data = data
+        self._splits = dict(splits)
+        self._stats = dict(stats)
+        self._problems = tuple(problems)
+
+    @staticmethod
+    def _ids(ds: PersistentDataset) -> tuple[str, ...]:
+        return tuple(item[STUDY_KEY] for item in ds.data)
+
+    @property
+    def train_ids(self) -> tuple[str, ...]:
+        """Study ids used for training (sorted)."""
+        return self._ids(self._splits["train"])
+
+    @property
+    def eval_ids(self) -> tuple[str, ...]:
+        """Held-out study ids (sorted; may be empty)."""
+        return self._ids(self._splits["eval"])
+
+    @property
+    def problems(self) -> tuple[DataProblem, ...]:
+        """Everything reported while discovering and validating the site's data."""
+        return self._problems
+
+    @property
+    def num_studies(self) -> int:
+        """Valid studies (train + eval)."""
+        return len(self._splits["train"]) + len(self._splits["eval"])
+
+    def preprocessed(self, split: Split) -> Sequence[dict[str, Any]]:
+        """Cached deterministic samples of a split (read lazily from disk).
+
+        Each sample: ``study_id``, ``image`` (M, D, H, W) float32 in [0, 1], ``present``
+        (M,), ``fg_mean`` (M,), ``fg_std`` (M,), ``fg_hist`` (M, bins) and, when the study
+        has one, ``label`` (1, D, H, W) uint8. D, H, W vary per study.
+        """
+        if split not in self._splits:
+            raise ValueError(f"expected split to be one of {list(_SPLITS)}, got {split!r}.")
+        return _CachedSamples(self._splits[split])
+
+    def train_batches(self, *, batch_size: int, seed: int) -> Iterator[Batch]:
+        """Endless batches of random aligned crops of the training studies.
+
+        Reshuffled each pass; the same seed gives identical batches (for any
+        ``data.num_workers``). Batches hold min(batch_size, studies) studies, never one
+        alone when two or more exist.
+
+        Yields:
+            ``image`` (B, M, c, c, c) float32, ``present`` (B, M), ``fg_mean`` (B, M),
+            ``fg_std`` (B, M), ``fg_hist`` (B, M, bins); c = ``data.crop_size``.
+        """
+        return train_batch_iterator(
+            self.preprocessed("train"), data=self.data, batch_size=batch_size, seed=seed
+        )
+
+    def eval_batches(self, *, batch_size: int, num_batches: int, seed: int) -> list[Batch]:
+        """Deterministic crops of the held-out studies (same keys as train batches).
+
+        Returns an empty list when the site has no eval study.
+        """
+        return eval_batch_list(
+            self.preprocessed("eval"), data=self.data, batch_size=batch_size,
+            num_batches=num_batches, seed=seed,
+        )
+
+    def study_stats(self, split: Split = "train") -> list[dict[str, np.ndarray]]:
+        """Per valid study of ``split``: ``present`` (M,), ``fg_mean`` (M,), ``fg_std``
+        (M,), ``fg_hist`` (M, bins) as float32 arrays, without ids (input to the site's
+        anonymized statistics). Read from the index, not from the cached volumes.
+        """
+        if split not in _SPLITS:
+            raise ValueError(f"expected split to be one of {list(_SPLITS)}, got {split!r}.")
+        ids = self.train_ids if split == "train" else self.eval_ids
+        return [{k: np.array(v) for k, v in self._stats[sid].items()} for sid in ids]
+
+
+def load_site_dataset(
+    data_dir: Path, *, data: DataConfig, cache_dir: Path, seed: int
+) -> SiteDataset:
+    """Discover, validate, cache and split one site's studies.
+
+    Each study is loaded once through the deterministic transforms (which also fills the
+    disk cache); one that fails is skipped and reported as a DataProblem (logged as one
+    warning line each). ``cache_dir/study_index.json`` remembers the outcome per study
+    (keyed by its files' sizes and mtimes and the preprocessing settings), so re-opening
+    an unchanged site reads no NIfTI file.
+
+    Args:
+        data_dir: the site folder, in the layout named by ``data.layout``.
+        data: the run's data settings.
+        cache_dir: a folder of this site's own (created if missing).
+        seed: seeds the train/eval split.
+
+    Raises:
+        ValueError: no readable study at all (the message lists the problems).
+    """
+    adapter = get_adapter(data.layout)
+    discovery = adapter.discover(Path(data_dir))
+    cache_dir = Path(cache_dir)
+    prep = preprocessing_fingerprint(data)
+    transform = build_deterministic_transforms(data)
+    index = StudyIndex.load(cache_dir)
+    problems = list(discovery.problems)
+    entries: list[tuple[str, IndexEntry]] = []
+    items: dict[str, dict[str, str]] = {}
+    for record in discovery.studies:
+        fingerprint = study_fingerprint(record, preprocessing=prep)
+        item = _item(record, data=data, fingerprint=fingerprint)
+        entry = index.lookup(record.study_id, fingerprint)
+        if entry is None:
+            entry = _validate(
+                record, item, fingerprint=fingerprint, data=data, transform=transform,
+                cache_dir=cache_dir,
+            )
+        entries.append((record.study_id, entry))
+        problems.extend(entry.problems)
+        if entry.valid:
+            items[record.study_id] = item
+    index.replace(entries)
+    index.save()
+    for problem in problems:
+        logger.warning("Skipping data: %s", problem)
+    if not items:
+        listed = "".join(f"\n  - {p}" for p in problems[:20])
+        raise ValueError(
+            f"Expected at least one readable study in {data_dir} (layout {data.layout!r}, "
+            f"modalities {list(data.modalities)}); got none of {len(discovery.studies)}. "
+            f"Fix the problems below:{listed}"
+        )
+    train_ids, eval_ids = split_studies(list(items), eval_fraction=data.eval_fraction, seed=seed)
+    samples_dir = cache_dir / "samples"
+    splits: dict[Split, PersistentDataset] = {
+        split: PersistentDataset(
+            [items[i] for i in ids], transform=transform, cache_dir=samples_dir
+        )
+        for split, ids in zip(_SPLITS, (train_ids, eval_ids), strict=True)
+    }
+    stats = {sid: entry.stats for sid, entry in entries if entry.valid and entry.stats}
+    return SiteDataset(data=data, splits=splits, stats=stats, problems=problems)
+
+
+def _item(record: StudyRecord, *, data: DataConfig, fingerprint: str) -> dict[str, str]:
+    """The PersistentDataset input of a study; its hash names the cache file.
+
+    The fingerprint is part of it so that a changed file or setting misses the cache
+    (MONAI hashes the item only, not the files or the transforms).
+    """
+    item = {STUDY_KEY: record.study_id, _FINGERPRINT_KEY: fingerprint}
+    item |= {m: str(record.images[m]) for m in data.modalities if m in record.images}
+    if record.label is not None:
+        item[LABEL_KEY] = str(record.label)
+    return item
+
+
+def _study_folder(record: StudyRecord) -> Path:
+    return next(iter(record.images.values())).parent
+
+
+def _validate(
+    record: StudyRecord, item: dict[str, str], *, fingerprint: str, data: DataConfig,
+    transform: Compose, cache_dir: Path,
+) -> IndexEntry:
+    """Load one study through the deterministic transforms (writing its cache file)."""
+    if not any(m in record.images for m in data.modalities):
+        problem = DataProblem(
+            path=_study_folder(record),
+            problem=f"expected at least one of the run's modalities {list(data.modalities)}, "
+            f"got {sorted(record.images)}.",
+            fix="add one of them to the study or change data.modalities.",
+        )
+        return IndexEntry(fingerprint, (problem,))
+    try:
+        sample = PersistentDataset([item], transform=transform, cache_dir=cache_dir / "samples")[0]
+    except Exception as err:  # any failure of one study must not stop the site
+        return IndexEntry(fingerprint, (_problem_from(err, record, item),))
+    stats = {k: sample[k].numpy().copy() for k in (PRESENT_KEY, *STATS_KEYS)}
+    return IndexEntry(fingerprint, (), stats)
+
+
+def _problem_from(err: BaseException, record: StudyRecord, item: Mapping[str, str]) -> DataProblem:
+    """Turn a failure of the pipeline into a DataProblem that names the file at fault."""
+    cause: BaseException | None = err
+    innermost = err
+    while cause is not None:
+        if isinstance(cause, DataProblemError):
+            return cause.problem
+        innermost = cause
+        cause = cause.__cause__ or cause.__context__
+    # Not one of our checks (MONAI wraps errors as "applying transform ..."): find the
+    # file that does not load on its own.
+    loader = LoadImage(image_only=True)
+    for key in (*record.images, LABEL_KEY):
+        if key not in item:
+            continue
+        path = Path(item[key])
+        try:
+            loader(path)
+        except Exception as load_err:
+            return DataProblem(
+                path=path,
+                problem=f"expected a readable NIfTI volume, got an error: {load_err}",
+                fix="re-download or re-export the file, or remove it.",
+            )
+    return DataProblem(
+        path=_study_folder(record),
+        problem=f"could not be preprocessed: {type(innermost).__name__}: {innermost}",
+        fix="check the study's files (orientation, affine, size) or remove the study.",
+    )
