@@ -32,13 +32,13 @@ def train(msg: Message, context: Context) -> Message:
     result = train_round(
         cfg=cfg,
         site=resolve_site(context.node_config, cfg),
-        global_arrays=msg.content[RecordKey.ARRAYS].to_torch_state_dict(),
+        global_arrays=msg.content.array_records[RecordKey.ARRAYS].to_torch_state_dict(),
         pool=pool,
         server_round=server_round,
     )
     content = RecordDict({
         RecordKey.ARRAYS: ArrayRecord(result.arrays),
-        RecordKey.METRICS: MetricRecord(result.metrics),
+        RecordKey.METRICS: MetricRecord({**result.metrics}),
     })
     return Message(content, reply_to=msg)
 
@@ -50,7 +50,7 @@ def evaluate(msg: Message, context: Context) -> Message:
     result = evaluate_round(
         cfg=cfg,
         site=resolve_site(context.node_config, cfg),
-        global_arrays=msg.content[RecordKey.ARRAYS].to_torch_state_dict(),
+        global_arrays=msg.content.array_records[RecordKey.ARRAYS].to_torch_state_dict(),
         pool=pool,
     )
-    return Message(RecordDict({RecordKey.METRICS: MetricRecord(result.metrics)}), reply_to=msg)
+    return Message(RecordDict({RecordKey.METRICS: MetricRecord({**result.metrics})}), reply_to=msg)

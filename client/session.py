@@ -72,7 +72,9 @@ class SiteSession:
             cfg.pretext,
             context=TaskContext(modalities=cfg.data.modalities, pool=pool, own_stats=own),
         )
-        head = task.build_head(encoder.out_dim)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed)  # a new site's head starts the same way every time
+            head = task.build_head(encoder.out_dim)
         state = SiteState.load(site.state_dir)
         if task.name in state.heads:
             head.load_state_dict(state.heads[task.name])

@@ -92,7 +92,7 @@ def _missing(sent: list[Message], replies: list[Message]) -> list[dict[str, Any]
 
 def collect_pool(grid: Grid, cfg: RunConfig, nodes: list[int]) -> StatsPool:
     """Round 0: ask every site for its anonymized SiteStats and pool them."""
-    config = ConfigRecord(encode_round_config(cfg, None))
+    config = ConfigRecord({**encode_round_config(cfg, None)})
     msgs = [
         Message(RecordDict({RecordKey.CONFIG: config}), dst_node_id=n,
                 message_type=Action.STATS.value, group_id="round-0")

@@ -38,6 +38,9 @@ def flower_env(flwr_home: Path) -> dict[str, str]:
         RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO="0",
         RAY_DEDUP_LOGS="0",
         PYTHONUNBUFFERED="1",
+        # The SuperLink and SuperNode spawn `flower-superexec`, `flwr-simulation`, ... by
+        # name: put this environment's scripts first even when it is not activated.
+        PATH=os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),
     )
     return env
 

@@ -14,7 +14,13 @@ from shared.keys import MetricKey, RecordKey
 from shared.stats_schema import StatsPool
 from shared.wire import encode_round_config
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("flwr.fedmm.server")
+
+
+def _examples(metrics: MetricRecord) -> float:
+    """The reply's ``num-examples`` (0 when missing or not a scalar)."""
+    value = metrics.get(MetricKey.NUM_EXAMPLES, 0)
+    return float(value) if isinstance(value, int | float) else 0.0
 
 
 class EncoderFedAvg(FedAvg):
@@ -46,7 +52,7 @@ class EncoderFedAvg(FedAvg):
         self.global_names = frozenset(global_names)
 
     def _round_config(self) -> ConfigRecord:
-        return ConfigRecord(encode_round_config(self.cfg, self.pool))
+        return ConfigRecord({**encode_round_config(self.cfg, self.pool)})
 
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
@@ -73,7 +79,7 @@ class EncoderFedAvg(FedAvg):
             if arrays is None or set(arrays) != self.global_names:
                 log.warning("Node %s sent arrays that are not the global encoder; ignored.", node)
                 continue
-            if metrics is None or float(metrics.get(MetricKey.NUM_EXAMPLES, 0)) <= 0:
+            if metrics is None or _examples(metrics) <= 0:
                 log.warning("Node %s trained on no examples this round; left out of the average.",
                             node)
                 continue
@@ -93,6 +99,6 @@ class EncoderFedAvg(FedAvg):
         usable = [
             m for m in replies
             if m.has_error()
-            or float(m.content.metric_records[RecordKey.METRICS].get(MetricKey.NUM_EXAMPLES, 0)) > 0
+            or _examples(m.content.metric_records[RecordKey.METRICS]) > 0
         ]
         return super().aggregate_evaluate(server_round, usable)

@@ -30,7 +30,7 @@ class DataConfig(FrozenModel):
     )
     layout: str = Field(default="brats2021", description="Dataset-adapter name for site folders.")
     spacing_mm: float = Field(default=2.0, gt=0, le=8, description="Isotropic resampling (mm).")
-    crop_size: int = Field(default=32, ge=8, le=256, description="Edge of cubic crops (voxels).")
+    crop_size: int = Field(default=48, ge=8, le=256, description="Edge of cubic crops (voxels).")
     batch_size: int = Field(default=4, ge=2, description="Studies per local step (>=2 negatives).")
     eval_fraction: float = Field(default=0.25, ge=0, lt=1, description="Held-out studies per site.")
     percentile_low: float = Field(default=0.5, ge=0, lt=50)
@@ -104,7 +104,7 @@ PretextConfig = Annotated[CrossModalContrastiveConfig, Field(discriminator="name
 class TrainConfig(FrozenModel):
     """One site's local optimisation in a round."""
 
-    local_steps: int = Field(default=8, ge=1, description="Optimizer steps per round per site.")
+    local_steps: int = Field(default=20, ge=1, description="Optimizer steps per round per site.")
     lr: float = Field(default=1e-3, gt=0, le=1)
     weight_decay: float = Field(default=1e-4, ge=0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -115,7 +115,7 @@ class TrainConfig(FrozenModel):
 class FederationConfig(FrozenModel):
     """The server's round protocol."""
 
-    num_rounds: int = Field(default=3, ge=1)
+    num_rounds: int = Field(default=5, ge=1)
     strategy: Literal["fedavg"] = "fedavg"
     min_nodes: int = Field(default=2, ge=1, description="Sites needed before round 0 starts.")
     quorum: float = Field(

@@ -54,7 +54,7 @@ class ModalityStats(FrozenModel):
 class SiteStats(FrozenModel):
     """One site's anonymized release (built only by client/privacy.py)."""
 
-    schema_id: Literal["fedmm.site-stats/1"] = SITE_STATS_SCHEMA
+    schema_id: Literal["fedmm.site-stats/1"] = "fedmm.site-stats/1"
     withheld: bool
     studies: BucketLabel
     epsilon: float = Field(gt=0, description="Laplace budget spent on this release.")
@@ -88,7 +88,7 @@ class SiteStats(FrozenModel):
 class StatsPool(FrozenModel):
     """The server's anonymous pool: per modality, the shuffled released ModalityStats."""
 
-    schema_id: Literal["fedmm.stats-pool/1"] = STATS_POOL_SCHEMA
+    schema_id: Literal["fedmm.stats-pool/1"] = "fedmm.stats-pool/1"
     modalities: dict[str, tuple[ModalityStats, ...]] = Field(default_factory=dict)
     contributors: int = Field(default=0, ge=0, description="Sites whose stats were released.")
     withheld: int = Field(default=0, ge=0, description="Sites that withheld (too few studies).")

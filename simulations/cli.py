@@ -60,9 +60,9 @@ def simulate_command(
     sites: Annotated[int | None, typer.Option(
         help="Virtual sites. Phantom: how many hospitals to generate (default 4); "
         "--data-root: use the first N site folders.")] = None,
-    rounds: Annotated[int | None, typer.Option(help="Federated pretraining rounds (default 3).")] = None,
+    rounds: Annotated[int | None, typer.Option(help="Federated pretraining rounds (default 5).")] = None,
     local_steps: Annotated[int | None, typer.Option(
-        help="Optimizer steps per site per round (default 8).")] = None,
+        help="Optimizer steps per site per round (default 20).")] = None,
     pretext: Annotated[str | None, typer.Option(
         help="Pretext task name (default cross_modal_contrastive).")] = None,
     data_root: Annotated[Path | None, typer.Option(

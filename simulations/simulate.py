@@ -20,7 +20,7 @@ from server.run_control import RunStatus, latest_run_status, start_run, stop_run
 from shared.config import ConfigError, ModelConfig, RunConfig, SimulatedSitesConfig
 from shared.model import resolve_preset
 from simulations.scenario import Scenario, SimulationConfig
-from simulations.superlink import SimulationSuperLink
+from simulations.superlink import SimulationSuperLink, SuperLinkStartError
 
 SCENARIO_FILE = "scenario.json"
 
@@ -167,7 +167,12 @@ def run_simulation(scenario: Scenario, *, out_dir: Path, resume: bool = False,
     console.print(f"[bold]Federation[/]: {len(sites)} sites, {cfg.federation.num_rounds} rounds, "
                   f"pretext {cfg.pretext.name}, encoder {cfg.model.preset}, "
                   f"{'CUDA' if torch.cuda.is_available() else 'CPU'}; logs in {out_dir / 'flower.log'}")
-    with SimulationSuperLink(flwr_home=flwr_home, log_file=out_dir / "superlink.log") as link:
+    try:
+        link_cm = SimulationSuperLink(flwr_home=flwr_home, log_file=out_dir / "superlink.log")
+        link = link_cm.__enter__()
+    except SuperLinkStartError as err:
+        raise SimulationError(str(err)) from err
+    with link_cm:
         proc = start_run(connection=link.connection, run_config_file=run_config_file,
                          federation_config=federation_config(len(sites), scenario.simulation),
                          flwr_home=flwr_home, log_file=out_dir / "flower.log")
@@ -180,10 +185,13 @@ def run_simulation(scenario: Scenario, *, out_dir: Path, resume: bool = False,
             proc.terminate()
             raise
         status = latest_run_status(connection=link.connection, flwr_home=flwr_home)
-    if status is None or not status.ok:
+    if status is None:
+        tail = "\n".join((out_dir / "flower.log").read_text(errors="replace").splitlines()[-15:])
+        raise SimulationError(f"`flwr run` could not start the run. Its output ends with:\n{tail}")
+    if not status.ok:
         raise SimulationError(
-            f"The Flower run {'did not start' if status is None else status.run_id + ' ended ' + status.status}"
-            f"{' (' + status.details + ')' if status and status.details not in ('', 'N/A') else ''}. "
+            f"The Flower run {status.run_id} ended {status.status}"
+            f"{' (' + status.details + ')' if status.details not in ('', 'N/A') else ''}. "
             f"See {out_dir / 'flower.log'} for the ServerApp's and sites' errors. Finished rounds "
             f"are checkpointed: `simulate --resume {out_dir}` continues from the last one."
         )

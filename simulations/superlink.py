@@ -7,6 +7,7 @@ P7); ``simulate`` instead starts its own, in its own process group, with its own
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -18,6 +19,10 @@ from types import TracebackType
 from server.run_control import flower_bin, flower_env
 
 CONNECTION = "fedmm-sim"
+
+
+class SuperLinkStartError(RuntimeError):
+    """The SuperLink did not come up; the message points at its output."""
 
 
 def free_port() -> int:
@@ -64,7 +69,7 @@ class SimulationSuperLink:
         deadline = time.monotonic() + self.startup_timeout_s
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:
-                raise RuntimeError(
+                raise SuperLinkStartError(
                     f"flower-superlink exited at start (code {self.proc.returncode}); see "
                     f"{self.flwr_home / 'superlink.out'}"
                 )
@@ -73,7 +78,7 @@ class SimulationSuperLink:
                     return
             time.sleep(0.2)
         self.stop()
-        raise RuntimeError(f"flower-superlink did not listen on 127.0.0.1:{self.port} within "
+        raise SuperLinkStartError(f"flower-superlink did not listen on 127.0.0.1:{self.port} within "
                            f"{self.startup_timeout_s:.0f} s; see {self.flwr_home / 'superlink.out'}")
 
     def stop(self) -> None:
@@ -96,10 +101,8 @@ class SimulationSuperLink:
                 time.sleep(0.5)
             except subprocess.TimeoutExpired:
                 continue
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(pgid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         self.proc = None
 
     def __exit__(

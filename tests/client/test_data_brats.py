@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_data_support import SHAPE, study_id, write_nifti, write_site, write_study
+from tests.client.site_data import SHAPE, study_id, write_nifti, write_site, write_study
 
 from client.data import BratsFolderAdapter, get_adapter
 

@@ -11,7 +11,7 @@ import nibabel
 import numpy as np
 import pytest
 import torch
-from test_data_support import (
+from tests.client.site_data import (
     SHAPE,
     brain,
     small_config,

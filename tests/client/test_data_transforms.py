@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 from monai.data import MetaTensor
-from test_data_support import GAINS, brain, small_config, study_id, write_nifti, write_study
+from tests.client.site_data import GAINS, brain, small_config, study_id, write_nifti, write_study
 
 from client.data import DataProblemError, build_crop_transforms, build_deterministic_transforms
 from client.data.transforms import (

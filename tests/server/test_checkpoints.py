@@ -25,7 +25,7 @@ def test_save_and_resume_latest(tmp_path) -> None:
 
 
 def test_resume_without_checkpoint_says_what_is_missing(tmp_path) -> None:
-    with pytest.raises(ValueError, match="server_state.json does not exist"):
+    with pytest.raises(ValueError, match=r"server_state\.json does not exist"):
         CheckpointStore(tmp_path).load_latest()
 
 

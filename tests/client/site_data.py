@@ -1,4 +1,4 @@
-"""Tiny seeded BraTS-2021-layout sites for the data-pipeline tests (helpers, no tests)."""
+"""Tiny BraTS-2021-layout sites written by tests (a few voxels per volume, seeded)."""
 
 from __future__ import annotations
 
