@@ -13,6 +13,7 @@ from rich.console import Console
 from client.cli import site_app
 from shared.config import ConfigError
 from shared.pretext import available_pretexts
+from simulations.phantom.cli import phantom_command
 from simulations.scenario import build_scenario, deep_merge, read_scenario_file
 from simulations.simulate import SCENARIO_FILE, SimulationError, run_simulation, summarize
 
@@ -118,12 +119,7 @@ def simulate_command(
 
 app.command("simulate")(simulate_command)
 
-try:  # the phantom command comes from simulations/phantom/cli.py
-    from simulations.phantom.cli import phantom_command
-
-    app.command("phantom")(phantom_command)
-except ImportError:  # pragma: no cover - only while the phantom package is incomplete
-    pass
+app.command("phantom")(phantom_command)
 
 
 def main() -> None:

@@ -168,23 +168,11 @@ def run_simulation(scenario: Scenario, *, out_dir: Path, resume: bool = False,
                   f"pretext {cfg.pretext.name}, encoder {cfg.model.preset}, "
                   f"{'CUDA' if torch.cuda.is_available() else 'CPU'}; logs in {out_dir / 'flower.log'}")
     try:
-        link_cm = SimulationSuperLink(flwr_home=flwr_home, log_file=out_dir / "superlink.log")
-        link = link_cm.__enter__()
+        with SimulationSuperLink(flwr_home=flwr_home, log_file=out_dir / "superlink.log") as link:
+            status = _run_on(link, cfg=cfg, scenario=scenario, run_config_file=run_config_file,
+                             num_sites=len(sites), out_dir=out_dir, console=console)
     except SuperLinkStartError as err:
         raise SimulationError(str(err)) from err
-    with link_cm:
-        proc = start_run(connection=link.connection, run_config_file=run_config_file,
-                         federation_config=federation_config(len(sites), scenario.simulation),
-                         flwr_home=flwr_home, log_file=out_dir / "flower.log")
-        try:
-            follow(proc, out_dir=out_dir, rounds=cfg.federation.num_rounds, console=console)
-        except KeyboardInterrupt:
-            status = latest_run_status(connection=link.connection, flwr_home=flwr_home)
-            if status is not None:
-                stop_run(status.run_id, connection=link.connection, flwr_home=flwr_home)
-            proc.terminate()
-            raise
-        status = latest_run_status(connection=link.connection, flwr_home=flwr_home)
     if status is None:
         tail = "\n".join((out_dir / "flower.log").read_text(errors="replace").splitlines()[-15:])
         raise SimulationError(f"`flwr run` could not start the run. Its output ends with:\n{tail}")
@@ -196,6 +184,26 @@ def run_simulation(scenario: Scenario, *, out_dir: Path, resume: bool = False,
             f"are checkpointed: `simulate --resume {out_dir}` continues from the last one."
         )
     return SimulationResult(out_dir=out_dir, status=status, seconds=time.time() - started)
+
+
+
+def _run_on(link: SimulationSuperLink, *, cfg: RunConfig, scenario: Scenario, run_config_file: Path,
+            num_sites: int, out_dir: Path, console: Console) -> RunStatus | None:
+    """Submit the run to ``link``, follow it to the end, and return its status."""
+    flwr_home = link.flwr_home
+    proc = start_run(connection=link.connection, run_config_file=run_config_file,
+                     federation_config=federation_config(num_sites, scenario.simulation),
+                     flwr_home=flwr_home, log_file=out_dir / "flower.log")
+    try:
+        follow(proc, out_dir=out_dir, rounds=cfg.federation.num_rounds, console=console)
+    except KeyboardInterrupt:
+        status = latest_run_status(connection=link.connection, flwr_home=flwr_home)
+        if status is not None:
+            stop_run(status.run_id, connection=link.connection, flwr_home=flwr_home)
+        proc.terminate()
+        raise
+    status = latest_run_status(connection=link.connection, flwr_home=flwr_home)
+    return status
 
 
 def summarize(result: SimulationResult, console: Console) -> None:

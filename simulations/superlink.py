@@ -47,6 +47,8 @@ class SimulationSuperLink:
         return CONNECTION
 
     def __enter__(self) -> SimulationSuperLink:
+        if self.proc is not None:
+            raise RuntimeError("this SimulationSuperLink is already running; enter it once")
         self.flwr_home.mkdir(parents=True, exist_ok=True)
         (self.flwr_home / "config.toml").write_text(
             f'[superlink]\ndefault = "{CONNECTION}"\n\n'

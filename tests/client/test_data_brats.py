@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tests.client.site_data import SHAPE, study_id, write_nifti, write_site, write_study
 
 from client.data import BratsFolderAdapter, get_adapter
+from tests.client.site_data import SHAPE, study_id, write_nifti, write_site, write_study
 
 
 def _problems_by_name(discovery) -> dict[str, str]:

@@ -11,6 +11,9 @@ import nibabel
 import numpy as np
 import pytest
 import torch
+
+from client.data import BATCH_KEYS, SiteDataset, load_site_dataset, split_studies
+from client.data.adapter import StudyRecord
 from tests.client.site_data import (
     SHAPE,
     brain,
@@ -20,9 +23,6 @@ from tests.client.site_data import (
     write_site,
     write_study,
 )
-
-from client.data import BATCH_KEYS, SiteDataset, load_site_dataset, split_studies
-from client.data.adapter import StudyRecord
 
 
 def _open(root: Path, cache: Path, *, seed: int = 0, **overrides: object) -> SiteDataset:

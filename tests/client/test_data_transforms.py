@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 from monai.data import MetaTensor
-from tests.client.site_data import GAINS, brain, small_config, study_id, write_nifti, write_study
 
 from client.data import DataProblemError, build_crop_transforms, build_deterministic_transforms
 from client.data.transforms import (
@@ -17,6 +16,7 @@ from client.data.transforms import (
     ForegroundStats,
     StackModalities,
 )
+from tests.client.site_data import GAINS, brain, small_config, study_id, write_nifti, write_study
 
 
 def _with_background(seed: int = 0) -> torch.Tensor:
