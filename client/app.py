@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
@@ -25,17 +27,22 @@ def stats(msg: Message, context: Context) -> Message:
     return Message(RecordDict({RecordKey.STATS: record}), reply_to=msg)
 
 
+def _round_inputs(msg: Message, context: Context) -> dict[str, Any]:
+    """Decode and validate what train and evaluate both receive."""
+    cfg, pool, server_round = decode_round_config(msg.content[RecordKey.CONFIG])
+    return {
+        "cfg": cfg,
+        "site": resolve_site(context.node_config, cfg),
+        "global_arrays": msg.content.array_records[RecordKey.ARRAYS].to_torch_state_dict(),
+        "pool": pool,
+        "server_round": server_round,
+    }
+
+
 @app.train()
 def train(msg: Message, context: Context) -> Message:
     """Rounds 1..R: local self-supervised training of the global encoder."""
-    cfg, pool, server_round = decode_round_config(msg.content[RecordKey.CONFIG])
-    result = train_round(
-        cfg=cfg,
-        site=resolve_site(context.node_config, cfg),
-        global_arrays=msg.content.array_records[RecordKey.ARRAYS].to_torch_state_dict(),
-        pool=pool,
-        server_round=server_round,
-    )
+    result = train_round(**_round_inputs(msg, context))
     content = RecordDict({
         RecordKey.ARRAYS: ArrayRecord(result.arrays),
         RecordKey.METRICS: MetricRecord({**result.metrics}),
@@ -46,11 +53,7 @@ def train(msg: Message, context: Context) -> Message:
 @app.evaluate()
 def evaluate(msg: Message, context: Context) -> Message:
     """Held-out pretext loss of the current global encoder."""
-    cfg, pool, _ = decode_round_config(msg.content[RecordKey.CONFIG])
-    result = evaluate_round(
-        cfg=cfg,
-        site=resolve_site(context.node_config, cfg),
-        global_arrays=msg.content.array_records[RecordKey.ARRAYS].to_torch_state_dict(),
-        pool=pool,
-    )
+    inputs = _round_inputs(msg, context)
+    del inputs["server_round"]  # evaluation uses fixed crops, whatever the round
+    result = evaluate_round(**inputs)
     return Message(RecordDict({RecordKey.METRICS: MetricRecord({**result.metrics})}), reply_to=msg)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import difflib
 import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from shared.lookup import closest_hint
 from shared.modalities import canonical_modality
 
 
@@ -230,8 +230,7 @@ def format_validation_error(err: ValidationError, *, source: str, model: type[Ba
         msg = problem["msg"]
         if problem["type"] == "extra_forbidden":
             known = _field_names(model, problem["loc"][:-1])
-            close = difflib.get_close_matches(str(problem["loc"][-1]), known, n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
+            hint = closest_hint(str(problem["loc"][-1]), known)
             msg = f"unknown setting. Known settings here: {sorted(known)}.{hint}"
         elif "input" in problem:
             msg = f"{msg} (got {problem['input']!r})"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import difflib
+from shared.lookup import look_up
 
 #: Canonical names, in the order fedmm stacks them when a config does not say otherwise.
 CANONICAL_MODALITIES: tuple[str, ...] = ("t1", "t1ce", "t2", "flair", "pd", "mra", "dwi", "adc")
@@ -26,12 +26,5 @@ def canonical_modality(name: str) -> str:
     Raises:
         ValueError: the name is unknown; the message lists the known names and the closest one.
     """
-    key = name.strip().lower()
-    if key in _ALIASES:
-        return _ALIASES[key]
-    close = difflib.get_close_matches(key, list(_ALIASES), n=1)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
-    raise ValueError(
-        f"Unknown modality {name!r}. Expected one of {sorted(set(_ALIASES.values()))} "
-        f"or an alias of them ({sorted(_ALIASES)}).{hint}"
-    )
+    return look_up(name.strip().lower(), _ALIASES, kind="modality",
+                   fix=f"Canonical names: {sorted(set(_ALIASES.values()))}.")

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, TypeVar, runtime_checkable
+
+from shared.lookup import look_up
 
 __all__ = [
     "DataProblem",
@@ -137,14 +138,7 @@ def get_adapter(name: str) -> DatasetAdapter:
     Raises:
         ValueError: unknown name; the message lists the available ones and the closest.
     """
-    cls = _REGISTRY.get(name)
-    if cls is None:
-        names = available_adapters()
-        close = difflib.get_close_matches(name, names, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ValueError(
-            f"Unknown dataset layout {name!r}; expected one of {list(names)}.{hint} "
-            f"Fix: set data.layout to the layout of the site's folder."
-        )
+    cls = look_up(name, _REGISTRY, kind="dataset layout",
+                  fix="Fix: set data.layout to the layout of the site's folder.")
     adapter: DatasetAdapter = cls()
     return adapter

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable
 from typing import Any
 
+from shared.lookup import look_up
 from shared.pretext.base import PretextTask, TaskContext
 
 _REGISTRY: dict[str, type[Any]] = {}
@@ -34,13 +34,7 @@ def available_pretexts() -> list[str]:
 
 def get_pretext_class(name: str) -> type[Any]:
     """Look up a task class; an unknown name lists the available ones and the closest."""
-    if name in _REGISTRY:
-        return _REGISTRY[name]
-    close = difflib.get_close_matches(name, list(_REGISTRY), n=1)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
-    raise ValueError(
-        f"Unknown pretext task {name!r}. Available: {available_pretexts()}.{hint}"
-    )
+    return look_up(name, _REGISTRY, kind="pretext task")
 
 
 def build_pretext(cfg: Any, *, context: TaskContext) -> PretextTask:
