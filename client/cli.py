@@ -3,27 +3,201 @@
 from __future__ import annotations
 
 import json
+import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
 
+from client.deploy_config import (
+    SITE_CONFIG_FILE,
+    SiteDaemonSettings,
+    SiteDeployConfig,
+    SiteServerSettings,
+    load_site_config,
+    write_site_config,
+)
+from client.keys import PRIVATE_KEY_FILE, create_site_keys
 from client.release import release_site_stats
+from client.site_check import SiteCheckReport, check_site
+from client.site_daemon import SiteDaemonConfigError, run_site_daemon
 from shared.config import ConfigError, RunConfig, SiteConfig
+from shared.flower_cli import FlowerCommandNotFoundError
 from shared.keys import ConfigKey, RecordKey
+from shared.run_file import read_run_file
 
 site_app = typer.Typer(help="Commands for hospital IT, run next to the site's data.",
                        no_args_is_help=True)
 console = Console(stderr=True)
 
+SiteConfigOption = Annotated[Path, typer.Option(
+    "--config", envvar="FEDMM_SITE_CONFIG", help="The site's site.toml (from `fedmm site init`).")]
+
+
+def _fail(message: object, code: int = 2) -> typer.Exit:
+    console.print(f"[red]{escape(str(message))}[/]", highlight=False)
+    return typer.Exit(code)
+
+
+def _site_config(path: Path) -> SiteDeployConfig:
+    try:
+        return load_site_config(path)
+    except ConfigError as err:
+        raise _fail(err) from err
+
+
+def _run_settings(site: SiteDeployConfig) -> RunConfig:
+    """The run's settings for local checks: the coordinator's RUN.toml, else the defaults."""
+    if site.run_file is None:
+        return RunConfig()
+    try:
+        return read_run_file(site.run_file, owner="the coordinator")
+    except ConfigError as err:
+        raise _fail(err) from err
+
+
+@site_app.command("init")
+def init_command(
+    name: Annotated[str, typer.Option("--name", help="This site's name (letters, digits, . _ -).")],
+    data: Annotated[Path, typer.Option("--data", help="The site's data folder.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for site.toml, keys/ and state/.")],
+    server: Annotated[str, typer.Option(
+        "--server", help="The coordinator's SuperLink, host:port (can be set later).")] = "",
+    ca_cert: Annotated[Path | None, typer.Option(
+        "--ca-cert", help="The consortium's ca.crt from the coordinator (copied into --out).")] = None,
+    run_file: Annotated[Path | None, typer.Option(
+        "--run-file", help="The coordinator's RUN.toml, for `site check` / `site stats`.")] = None,
+    runtime_port: Annotated[int, typer.Option(
+        help="Local-only port of the SuperNode's runtime API (distinct per site on one host).")] = 9094,
+) -> None:
+    """Create this site's key pair and site.toml; print the public key for the coordinator."""
+    config_path = out / SITE_CONFIG_FILE
+    if config_path.exists():
+        raise _fail(f"{config_path} already exists. Fix: edit it, rotate the key with `fedmm site "
+                    "rotate-key`, or choose another --out.")
+    if ca_cert is not None and not ca_cert.is_file():
+        raise _fail(f"--ca-cert {ca_cert} does not exist; expected the coordinator's ca.crt.")
+    try:
+        cfg = SiteDeployConfig(
+            name=name, data_dir=data.expanduser().resolve(),
+            run_file=run_file.expanduser().resolve() if run_file else None,
+            server=SiteServerSettings(address=server),
+            daemon=SiteDaemonSettings(runtime_port=runtime_port),
+        )
+    except ValueError as err:
+        raise _fail(err) from err
+    if not cfg.data_dir.is_dir():
+        console.print(f"[yellow]Note: {cfg.data_dir} is not a folder yet; `fedmm site check` "
+                      "needs it.[/]")
+    keys = create_site_keys(out / "keys" / PRIVATE_KEY_FILE, comment=name)
+    if ca_cert is not None:
+        shutil.copyfile(ca_cert, out / "ca.crt")
+    write_site_config(cfg, config_path)
+    (out / "state").mkdir(parents=True, exist_ok=True)
+    console.print(f"[green]Site {name!r} ready[/] in {out.resolve()}:")
+    console.print(f"  config       {config_path}")
+    console.print(f"  private key  {keys.private_key} (0600, never leaves this machine)")
+    console.print(f"  public key   {keys.public_key}")
+    if ca_cert is None:
+        console.print(f"  [yellow]CA certificate: copy the coordinator's ca.crt to {out / 'ca.crt'}[/]")
+    if not server:
+        console.print("  [yellow]server address: set [server].address in the config[/]")
+    console.print("Send this public key to the coordinator (`fedmm server register-site`):")
+    print(keys.public_line)
+
+
+@site_app.command("rotate-key")
+def rotate_key_command(config: SiteConfigOption = Path(SITE_CONFIG_FILE)) -> None:
+    """Replace the site's key pair (the old one is kept as *.old); print the new public key."""
+    cfg = _site_config(config)
+    keys = create_site_keys(cfg.keys.private_key, comment=cfg.name, overwrite=True)
+    console.print(f"[green]New key pair[/] {keys.private_key}. Send the public key below to the "
+                  "coordinator; once it is registered, restart the site daemon, then ask the "
+                  "coordinator to unregister the old node id.")
+    print(keys.public_line)
+
+
+def _print_check(report: SiteCheckReport) -> None:
+    table = Table("study", "usable", "modalities (file shape @ spacing mm)", "label", "model input")
+    for study in report.studies:
+        mods = "; ".join(
+            f"{m} " + (f"{'x'.join(map(str, v.shape))} @ {'x'.join(f'{z:g}' for z in v.spacing)}"
+                       if v.shape and v.spacing else (f"UNREADABLE ({v.error})" if v.error else "?"))
+            for m, v in study.images.items())
+        usable = f"yes ({study.split})" if study.usable else "[red]no[/]"
+        shape = "x".join(map(str, study.input_shape)) if study.input_shape else ""
+        table.add_row(escape(study.study_id), usable, escape(mods), "yes" if study.has_label else "no", shape)
+    console.print(table)
+    if report.problems:
+        console.print(f"[yellow]{len(report.problems)} problem(s); these files or studies are "
+                      "skipped by training:[/]")
+        for problem in report.problems:
+            console.print(f"  - {escape(str(problem))}", highlight=False)
+    if report.fatal:
+        console.print(f"[red]Training cannot use {report.data_dir}:[/] {escape(report.fatal)}",
+                      highlight=False)
+        return
+    console.print(f"Usable studies: {report.usable} ({report.train} train, {report.eval} held out) "
+                  f"of {len(report.studies)} found; modalities {list(report.modalities)}: "
+                  + ", ".join(f"{m} in {n}" for m, n in report.modality_studies.items()))
+    if report.shares_statistics:
+        console.print(f"[green]Statistics:[/] the site meets the minimum of {report.min_studies} "
+                      f"studies (privacy.min_studies); round 0 releases noised statistics for "
+                      f"{report.released_modalities}. See exactly what: `fedmm site stats "
+                      "--dry-run --config ...`.")
+    else:
+        console.print(f"[yellow]Statistics:[/] {report.usable} usable studies is below the minimum "
+                      f"of {report.min_studies} (privacy.min_studies): this site withholds its "
+                      "statistics and still trains.")
+    if report.eval < 2:
+        console.print("[yellow]Held-out loss: fewer than 2 held-out studies, so this site reports "
+                      "no held-out loss (add studies to change that).[/]")
+
+
+@site_app.command("check")
+def check_command(config: SiteConfigOption = Path(SITE_CONFIG_FILE)) -> None:
+    """Inspect the data folder the way training reads it; exit 1 if training cannot use it."""
+    site = _site_config(config)
+    cfg = _run_settings(site)
+    source = "" if site.run_file else "; fedmm's defaults: set run_file to the run's RUN.toml"
+    console.print(f"Checking {site.data_dir} (layout {cfg.data.layout!r}, modalities "
+                  f"{list(cfg.data.modalities)}, resampled to {cfg.data.spacing_mm:g} mm{source})")
+    report = check_site(cfg, SiteConfig(data_dir=site.data_dir, state_dir=site.state_dir))
+    _print_check(report)
+    if not report.ready:
+        raise typer.Exit(1)
+
+
+@site_app.command("start")
+def start_command(
+    config: SiteConfigOption = Path(SITE_CONFIG_FILE),
+    insecure: Annotated[bool, typer.Option(
+        "--insecure", help="No TLS, no key: tests against a local --insecure SuperLink ONLY.")] = False,
+) -> None:
+    """Run the site daemon (flower-supernode) in the foreground; SIGTERM stops it cleanly."""
+    cfg = _site_config(config)
+    if insecure:
+        console.print("[bold red]WARNING: connecting WITHOUT TLS and WITHOUT the site key "
+                      "(--insecure).[/] Use this only for tests on one machine.")
+    try:
+        code = run_site_daemon(cfg, insecure=insecure, console=sys.stdout)
+    except (SiteDaemonConfigError, FlowerCommandNotFoundError) as err:
+        raise _fail(err) from err
+    raise typer.Exit(code)
+
 
 @site_app.command("stats")
 def stats_command(
-    data: Annotated[Path, typer.Option("--data", help="The site's data folder (one study per "
-                                       "sub-folder, BraTS 2021 layout).")],
+    data: Annotated[Path | None, typer.Option("--data", help="The site's data folder (one study "
+                                              "per sub-folder, BraTS 2021 layout).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the payload; send nothing.")] = False,
+    config: Annotated[Path | None, typer.Option(
+        "--config", help="The site's site.toml: its data folder, state folder and run file.")] = None,
     run_config: Annotated[Path | None, typer.Option(
         "--run-config", help="JSON RunConfig of the run to join (default: fedmm's defaults).")] = None,
     state: Annotated[Path | None, typer.Option(
@@ -35,18 +209,26 @@ def stats_command(
         console.print("Statistics are only sent by a running site daemon in round 0. "
                       "Add --dry-run to print the payload it would send.")
         raise typer.Exit(2)
+    if config is not None:
+        if data is not None or state is not None or run_config is not None:
+            raise _fail("--config gives the data folder, state folder and run file; do not "
+                        "combine it with --data, --state or --run-config.")
+        site = _site_config(config)
+        cfg = _run_settings(site)
+        data, state = site.data_dir, site.state_dir
+    elif data is None:
+        raise _fail("Expected --config site.toml or --data DIR, got neither.")
+    else:
+        try:
+            cfg = RunConfig.from_json(run_config.read_text() if run_config else "",
+                                      source=str(run_config or "defaults"))
+        except (ConfigError, OSError) as err:
+            raise _fail(err) from err
     if not data.is_dir():
-        console.print(f"[red]--data {data} is not a folder.[/] Expected the site's data folder.")
-        raise typer.Exit(2)
-    try:
-        cfg = RunConfig.from_json(run_config.read_text() if run_config else "",
-                                  source=str(run_config or "defaults"))
-    except (ConfigError, OSError) as err:
-        console.print(f"[red]{err}[/]")
-        raise typer.Exit(2) from err
+        raise _fail(f"Data folder {data} is not a folder. Expected the site's data folder.")
     with tempfile.TemporaryDirectory(prefix="fedmm-site-") as tmp:
-        site = SiteConfig(data_dir=data.resolve(), state_dir=(state or Path(tmp)).resolve())
-        release = release_site_stats(cfg, site)
+        site_cfg = SiteConfig(data_dir=data.resolve(), state_dir=(state or Path(tmp)).resolve())
+        release = release_site_stats(cfg, site_cfg)
     payload = {RecordKey.STATS.value: {ConfigKey.STATS_JSON.value: release.to_json()}}
     console.print("[bold]This is the whole message content the site would send in round 0[/] "
                   "(no site name, no study ids, counts only as a coarse bucket):")

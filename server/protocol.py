@@ -66,10 +66,18 @@ def wait_for_sites(grid: Grid, *, count: int, timeout_s: float) -> list[int]:
         time.sleep(1.0)
 
 
-def _outcome(replies: Iterable[Message], *, sent_bytes: int) -> RoundOutcome:
+def _sender(msg: Message, dst_of: dict[str, int]) -> str:
+    """The site a reply is about: an error the SuperLink injects for an unreachable site
+    ("Node Unavailable") comes from the SuperLink itself, so map replies back through the
+    message they answer."""
+    return str(dst_of.get(msg.metadata.reply_to_message_id, msg.metadata.src_node_id))
+
+
+def _outcome(replies: Iterable[Message], *, sent: list[Message], sent_bytes: int) -> RoundOutcome:
     out = RoundOutcome()
+    dst_of = {m.metadata.message_id: m.metadata.dst_node_id for m in sent}
     for msg in replies:
-        node = str(msg.metadata.src_node_id)
+        node = _sender(msg, dst_of)
         if msg.has_error():
             out.failures.append({"node": node, "reason": msg.error.reason})
             continue
@@ -83,10 +91,11 @@ def _outcome(replies: Iterable[Message], *, sent_bytes: int) -> RoundOutcome:
 
 
 def _missing(sent: list[Message], replies: list[Message]) -> list[dict[str, Any]]:
-    answered = {m.metadata.src_node_id for m in replies}
+    dst_of = {m.metadata.message_id: m.metadata.dst_node_id for m in sent}
+    answered = {_sender(m, dst_of) for m in replies}
     return [
         {"node": str(m.metadata.dst_node_id), "reason": "no reply before the round deadline"}
-        for m in sent if m.metadata.dst_node_id not in answered
+        for m in sent if str(m.metadata.dst_node_id) not in answered
     ]
 
 
@@ -169,7 +178,7 @@ def run_pretraining(grid: Grid, cfg: RunConfig, *, preset: str) -> Path:
         wait_for_sites(grid, count=1, timeout_s=fed.connect_timeout_s)
         sent = list(strategy.configure_train(rnd, current, ConfigRecord(), grid))
         replies = list(grid.send_and_receive(sent, timeout=fed.round_timeout_s))
-        train = _outcome(replies, sent_bytes=current.count_bytes())
+        train = _outcome(replies, sent=sent, sent_bytes=current.count_bytes())
         train.failures += _missing(sent, replies)
         needed = max(1, math.ceil(fed.quorum * len(sent)))
         aggregated = False
@@ -180,14 +189,7 @@ def run_pretraining(grid: Grid, cfg: RunConfig, *, preset: str) -> Path:
         if not aggregated:
             log.warning("Round %d: %d of %d sites replied (quorum %d); the global encoder is "
                         "unchanged this round.", rnd, len(train.sites), len(sent), needed)
-        store.save_round(rnd, current.to_torch_state_dict(), pool, config_json=cfg.to_json())
-
-        write_progress(out, phase="evaluating", round=rnd, rounds=fed.num_rounds)
-        sent_eval = list(strategy.configure_evaluate(rnd, current, ConfigRecord(), grid))
-        eval_replies = list(grid.send_and_receive(sent_eval, timeout=fed.round_timeout_s))
-        evaluate = _outcome(eval_replies, sent_bytes=current.count_bytes())
-        evaluate.failures += _missing(sent_eval, eval_replies)
-        metrics.record_round({
+        entry: dict[str, Any] = {
             "round": rnd,
             "seconds": time.time() - t0,
             "train": {
@@ -196,12 +198,26 @@ def run_pretraining(grid: Grid, cfg: RunConfig, *, preset: str) -> Path:
                 "sites": train.sites,
                 "failures": train.failures,
             },
-            "evaluate": {
-                "loss": _mean(s.get(MetricKey.EVAL_LOSS) for s in evaluate.sites.values()),
-                "sites": evaluate.sites,
-                "failures": evaluate.failures,
-            },
-        })
+            "evaluate": {"loss": None, "sites": {}, "failures": []},
+        }
+        # Metrics first, then the checkpoint: a server killed during evaluation resumes
+        # after this round and still has its training metrics (resume keeps metrics up to
+        # the checkpointed round, so a crash in between loses nothing either).
+        metrics.record_round(entry)
+        store.save_round(rnd, current.to_torch_state_dict(), pool, config_json=cfg.to_json())
+
+        write_progress(out, phase="evaluating", round=rnd, rounds=fed.num_rounds)
+        sent_eval = list(strategy.configure_evaluate(rnd, current, ConfigRecord(), grid))
+        eval_replies = list(grid.send_and_receive(sent_eval, timeout=fed.round_timeout_s))
+        evaluate = _outcome(eval_replies, sent=sent_eval, sent_bytes=current.count_bytes())
+        evaluate.failures += _missing(sent_eval, eval_replies)
+        entry["seconds"] = time.time() - t0
+        entry["evaluate"] = {
+            "loss": _mean(s.get(MetricKey.EVAL_LOSS) for s in evaluate.sites.values()),
+            "sites": evaluate.sites,
+            "failures": evaluate.failures,
+        }
+        metrics.record_round(entry)
         log.info("Round %d/%d: train loss %s, held-out loss %s, %d sites, %.1f s", rnd,
                  fed.num_rounds, metrics.rounds[-1]["train"]["loss"],
                  metrics.rounds[-1]["evaluate"]["loss"], len(train.sites), time.time() - t0)

@@ -7,56 +7,30 @@ P2), so the outcome is always read back from ``flwr ls --run-id``.
 from __future__ import annotations
 
 import json
-import os
-import shutil
+import re
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import tomli_w
 
 from shared.config import RunConfig
+from shared.flower_cli import flower_bin, flower_env
 from shared.keys import RUN_CONFIG_KEY
 
 COMPLETED = "finished:completed"
 
+__all__ = [
+    "COMPLETED", "RunControlError", "RunStatus", "app_dir", "flower_bin", "flower_env",
+    "latest_run_status", "run_status", "start_run", "started_run_id", "started_run_ids", "stop_run",
+    "write_run_config",
+]
+
+_STARTED = re.compile(r"Successfully started run (\d+)")
+
 
 class RunControlError(RuntimeError):
     """Flower's CLI could not be used as expected; the message holds its output."""
-
-
-def flower_env(flwr_home: Path) -> dict[str, str]:
-    """Environment for Flower's CLI and servers: private home, no telemetry, no uv sync."""
-    env = dict(os.environ)
-    env.update(
-        FLWR_HOME=str(flwr_home),
-        FLWR_TELEMETRY_ENABLED="0",
-        FLWR_DISABLE_UPDATE_CHECK="1",
-        # Otherwise every run re-installs the app's dependencies, torch included (P1).
-        FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION="1",
-        RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO="0",
-        RAY_DEDUP_LOGS="0",
-        PYTHONUNBUFFERED="1",
-        # The SuperLink and SuperNode spawn `flower-superexec`, `flwr-simulation`, ... by
-        # name: put this environment's scripts first even when it is not activated.
-        PATH=os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),
-    )
-    return env
-
-
-def flower_bin(name: str) -> str:
-    """Path of a Flower console script, preferring the one beside this Python."""
-    local = Path(sys.executable).parent / name
-    if local.exists():
-        return str(local)
-    found = shutil.which(name)
-    if found is None:
-        raise RunControlError(
-            f"Cannot find Flower's {name!r} command. Expected it beside {sys.executable} or on "
-            "PATH; install fedmm's dependencies (`make setup`)."
-        )
-    return found
 
 
 def app_dir() -> Path:
@@ -107,21 +81,50 @@ def start_run(
                                 cwd=str(app_dir()))
 
 
-def latest_run_status(*, connection: str, flwr_home: Path) -> RunStatus | None:
-    """Status of the newest run on the SuperLink (None when it has none)."""
-    proc = subprocess.run(
-        [flower_bin("flwr"), "ls", connection, "--format", "json"],
-        capture_output=True, text=True, env=flower_env(flwr_home), timeout=60,
-    )
+def _ls_runs(args: list[str], *, flwr_home: Path) -> list[dict[str, object]]:
+    proc = subprocess.run([flower_bin("flwr"), "ls", *args, "--format", "json"],
+                          capture_output=True, text=True, env=flower_env(flwr_home), timeout=60)
     try:
-        runs = json.loads(proc.stdout).get("runs", [])
+        runs: list[dict[str, object]] = json.loads(proc.stdout).get("runs", [])
     except json.JSONDecodeError as err:
         raise RunControlError(f"`flwr ls` did not answer JSON: {proc.stdout[-500:]}"
                               f"{proc.stderr[-500:]}") from err
+    return runs
+
+
+def _status(run: dict[str, object]) -> RunStatus:
+    return RunStatus(str(run["run-id"]), str(run["status"]), str(run.get("status-details", "")))
+
+
+def latest_run_status(*, connection: str, flwr_home: Path) -> RunStatus | None:
+    """Status of the newest run on the SuperLink (None when it has none)."""
+    runs = _ls_runs([connection], flwr_home=flwr_home)
     if not runs:
         return None
-    newest = max(runs, key=lambda r: r.get("pending-at", ""))
-    return RunStatus(str(newest["run-id"]), newest["status"], str(newest.get("status-details", "")))
+    return _status(max(runs, key=lambda r: str(r.get("pending-at", ""))))
+
+
+def run_status(run_id: str, *, connection: str, flwr_home: Path) -> RunStatus | None:
+    """Status of one run (None when the SuperLink does not know it)."""
+    runs = _ls_runs([connection, "--run-id", run_id], flwr_home=flwr_home)
+    return _status(runs[0]) if runs else None
+
+
+def started_run_ids(log_file: Path, *, offset: int = 0) -> list[str]:
+    """The run ids ``flwr run`` printed into ``log_file`` after byte ``offset``, oldest first."""
+    try:
+        with log_file.open("rb") as fh:
+            fh.seek(offset)
+            text = fh.read().decode("utf-8", errors="replace")
+    except OSError:
+        return []
+    return _STARTED.findall(text)
+
+
+def started_run_id(log_file: Path, *, offset: int = 0) -> str | None:
+    """The first run id ``flwr run`` printed into ``log_file`` after byte ``offset``."""
+    ids = started_run_ids(log_file, offset=offset)
+    return ids[0] if ids else None
 
 
 def stop_run(run_id: str, *, connection: str, flwr_home: Path) -> None:

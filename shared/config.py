@@ -36,6 +36,13 @@ class DataConfig(FrozenModel):
     percentile_low: float = Field(default=0.5, ge=0, lt=50)
     percentile_high: float = Field(default=99.5, gt=50, le=100)
     hist_bins: int = Field(default=16, ge=4, le=256, description="Bins of intensity histograms.")
+    crop_alignment: Literal["independent", "shared"] = Field(
+        default="independent",
+        description="'independent': each study gets its own random crop location; 'shared': "
+        "every study of a batch is cropped at the same relative location, so contrastive "
+        "negatives share anatomy and cannot be told apart by position alone (measured on the "
+        "default phantom run: the loss then stays at chance for 5 x 20 steps; docs/methods.md).",
+    )
     num_workers: int = Field(default=0, ge=0, description="DataLoader workers on a site.")
 
     @field_validator("modalities")

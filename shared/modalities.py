@@ -5,10 +5,14 @@ from __future__ import annotations
 from shared.lookup import look_up
 
 #: Canonical names, in the order fedmm stacks them when a config does not say otherwise.
-CANONICAL_MODALITIES: tuple[str, ...] = ("t1", "t1ce", "t2", "flair", "pd", "mra", "dwi", "adc")
+CANONICAL_MODALITIES: tuple[str, ...] = (
+    "t1", "t1ce", "t2", "flair", "pd", "mra", "dwi", "adc", "t1_inphase", "t1_outphase", "ct",
+)
 
 # BrainMVP's normalisation (METHODS.md C) plus the spellings of BraTS 2021/2023, MSD,
-# UPENN-GBM, UCSF-PDGM and IXI. Keys are lower-case.
+# UPENN-GBM, UCSF-PDGM, IXI, ISLES 2022 and CHAOS. CHAOS's dual-echo T1 (in-phase and
+# opposed-phase gradient echo on one grid) keeps two names of its own: calling either "t1"
+# would pair it with brain spin-echo T1. Keys are lower-case.
 _ALIASES: dict[str, str] = {
     "t1": "t1", "t1n": "t1", "t1w": "t1", "native_t1": "t1",
     "t1ce": "t1ce", "t1c": "t1ce", "t1gd": "t1ce", "t1_gd": "t1ce", "t1post": "t1ce",
@@ -17,6 +21,11 @@ _ALIASES: dict[str, str] = {
     "pd": "pd", "pdw": "pd",
     "mra": "mra",
     "dwi": "dwi", "adc": "adc",
+    "t1_inphase": "t1_inphase", "inphase": "t1_inphase", "in_phase": "t1_inphase",
+    "t1_outphase": "t1_outphase", "outphase": "t1_outphase", "out_phase": "t1_outphase",
+    "opposed_phase": "t1_outphase",
+    "t2spir": "t2", "t2_spir": "t2",
+    "ct": "ct",
 }
 
 

@@ -11,6 +11,9 @@ import typer
 from rich.console import Console
 
 from client.cli import site_app
+from client.data.cli import data_app
+from client.finetune.cli import finetune_command
+from server.cli import server_app
 from shared.config import ConfigError
 from shared.pretext import available_pretexts
 from simulations.phantom.cli import phantom_command
@@ -27,6 +30,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(site_app, name="site")
+app.add_typer(server_app, name="server")
+app.add_typer(data_app, name="data")
 
 
 def _overrides(*, sites: int | None, rounds: int | None, local_steps: int | None,
@@ -67,8 +72,10 @@ def simulate_command(
     pretext: Annotated[str | None, typer.Option(
         help="Pretext task name (default cross_modal_contrastive).")] = None,
     data_root: Annotated[Path | None, typer.Option(
-        help="Folder with one sub-folder per site (BraTS 2021 layout). Default: the embedded "
-        "multi-site brain phantom, generated once and cached.")] = None,
+        help="Folder with one sub-folder per site (BraTS 2021 layout), or, when the scenario "
+        "sets [simulation] layout, one dataset in its original layout to split into sites "
+        "(docs/datasets.md). Default: the embedded multi-site brain phantom, generated once "
+        "and cached.")] = None,
     subjects_per_site: Annotated[int | None, typer.Option(
         help="Phantom subjects per site (default 12).")] = None,
     out: Annotated[Path | None, typer.Option(
@@ -120,6 +127,7 @@ def simulate_command(
 app.command("simulate")(simulate_command)
 
 app.command("phantom")(phantom_command)
+app.command("finetune")(finetune_command)
 
 
 def main() -> None:

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from shared.config import ConfigError, FrozenModel, RunConfig, format_validation_error
-
-#: RunConfig fields that `simulate` owns; a scenario file may not set them.
-_HARNESS_FIELDS = ("out_dir", "resume", "sites")
+from shared.run_file import read_toml_file, run_config_from_sections
+from simulations.partitioners.config import PartitionConfig
 
 
 class PhantomSettings(FrozenModel):
@@ -28,14 +26,46 @@ class SimulationConfig(FrozenModel):
 
     sites: int | None = Field(
         default=None, ge=1, le=64,
-        description="Virtual sites (phantom: how many to generate; data root: first N folders).",
+        description="Virtual sites (phantom: how many to generate; data root: first N folders; "
+        "with `layout`: how many sites the partitioner makes, default 4).",
     )
     data_root: Path | None = Field(
-        default=None, description="Folder of site folders; None = the embedded phantom.",
+        default=None, description="Folder of site folders; None = the embedded phantom. With "
+        "`layout`: the one dataset's folder, in its original layout.",
+    )
+    layout: str | None = Field(
+        default=None,
+        description="Read data_root as ONE dataset in this layout ('auto' to detect it; see "
+        "`fedmm data inspect`) and split it into virtual sites by [simulation.partition]. "
+        "None: data_root is a folder of site folders in data.layout.",
+    )
+    partition: PartitionConfig | None = Field(
+        default=None, description="How `layout` data is split (default: natural institutions).",
     )
     phantom: PhantomSettings = PhantomSettings()
     client_cpus: int | None = Field(default=None, ge=1, description="CPUs per site (auto).")
     client_gpus: float | None = Field(default=None, ge=0, le=1, description="GPU share per site.")
+
+    @field_validator("layout")
+    @classmethod
+    def _known_layout(cls, value: str | None) -> str | None:
+        if value is None or value == "auto":
+            return value
+        from client.data import available_adapters  # the data pipeline is heavy to import
+
+        if value not in available_adapters():
+            from shared.lookup import closest_hint
+
+            raise ValueError(f"expected 'auto' or one of {list(available_adapters())}, got "
+                             f"{value!r}.{closest_hint(value, available_adapters())}")
+        return value
+
+    @model_validator(mode="after")
+    def _partition_needs_layout(self) -> SimulationConfig:
+        if self.partition is not None and self.layout is None:
+            raise ValueError("[simulation.partition] splits one dataset: set [simulation] layout "
+                             "(e.g. layout = \"auto\") too, or remove the partition table.")
+        return self
 
 
 class Scenario(FrozenModel):
@@ -56,32 +86,19 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
 
 def read_scenario_file(path: Path) -> dict[str, Any]:
     """Read a scenario TOML into a raw dict; errors name the file and the problem."""
-    if not path.is_file():
-        raise ConfigError(f"Scenario file {path} does not exist; expected a .toml file "
-                          "(see simulations/scenarios/phantom_default.toml).")
-    try:
-        return tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{path} is not valid TOML: {err}") from err
+    return read_toml_file(path, kind="Scenario file",
+                          example="simulations/scenarios/phantom_default.toml")
 
 
 def build_scenario(raw: dict[str, Any], *, source: str) -> Scenario:
     """Validate a raw scenario: a [simulation] table plus RunConfig's sections at top level."""
     raw = dict(raw)
     sim_raw = raw.pop("simulation", {})
-    owned = [k for k in _HARNESS_FIELDS if k in raw]
-    if owned:
-        raise ConfigError(
-            f"Invalid {source}: {owned} are set by `simulate` itself (use --out / --resume), "
-            "remove them from the file."
-        )
     try:
         sim = SimulationConfig.model_validate(sim_raw)
     except ValidationError as err:
         raise ConfigError(format_validation_error(err, source=f"{source} [simulation]",
                                                   model=SimulationConfig)) from err
-    try:
-        run = RunConfig.model_validate(raw)
-    except ValidationError as err:
-        raise ConfigError(format_validation_error(err, source=source, model=RunConfig)) from err
+    run = run_config_from_sections(raw, source=source,
+                                   owner="`simulate` itself (use --out / --resume)")
     return Scenario(simulation=sim, run=run)

@@ -46,8 +46,21 @@ def site_folders(data_root: Path) -> list[str]:
     return names
 
 
-def prepare_data(sim: SimulationConfig, *, seed: int, console: Console) -> tuple[Path, list[str]]:
-    """Return (data_root, site folder names), generating the phantom when no root is given."""
+def prepare_data(sim: SimulationConfig, *, seed: int, console: Console,
+                 out_dir: Path | None = None) -> tuple[Path, list[str]]:
+    """Return (data_root, site folder names), generating the phantom when no root is given.
+
+    With ``sim.layout``, ``data_root`` is one dataset in its original layout: it is split
+    into virtual sites whose study lists (and ``partition.json``) go under ``out_dir``.
+    """
+    if sim.layout is not None:
+        from simulations.partition_data import prepare_partitioned_data  # imports HF datasets lazily
+
+        if out_dir is None:
+            raise ValueError("prepare_data needs out_dir for [simulation] layout: the partition "
+                             "and the sites' study lists are written there.")
+        return prepare_partitioned_data(sim, seed=seed, out_dir=out_dir, cache_dir=cache_root(),
+                                        console=console)
     if sim.data_root is not None:
         root = sim.data_root.expanduser().resolve()
         sites = site_folders(root)
@@ -152,7 +165,9 @@ def run_simulation(scenario: Scenario, *, out_dir: Path, resume: bool = False,
     started = time.time()
     out_dir = out_dir.resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
-    data_root, sites = prepare_data(scenario.simulation, seed=scenario.run.seed, console=console)
+    data_root, sites = prepare_data(scenario.simulation, seed=scenario.run.seed, console=console,
+                                    out_dir=out_dir)
+    data_seconds = time.time() - started
     if len(sites) < scenario.run.federation.min_nodes:
         raise ConfigError(f"The run needs federation.min_nodes={scenario.run.federation.min_nodes}"
                           f" sites but only {len(sites)} are available ({sites}).")
@@ -167,6 +182,7 @@ def run_simulation(scenario: Scenario, *, out_dir: Path, resume: bool = False,
     console.print(f"[bold]Federation[/]: {len(sites)} sites, {cfg.federation.num_rounds} rounds, "
                   f"pretext {cfg.pretext.name}, encoder {cfg.model.preset}, "
                   f"{'CUDA' if torch.cuda.is_available() else 'CPU'}; logs in {out_dir / 'flower.log'}")
+    federation_started = time.time()
     try:
         with SimulationSuperLink(flwr_home=flwr_home, log_file=out_dir / "superlink.log") as link:
             status = _run_on(link, cfg=cfg, scenario=scenario, run_config_file=run_config_file,
@@ -183,7 +199,31 @@ def run_simulation(scenario: Scenario, *, out_dir: Path, resume: bool = False,
             f"See {out_dir / 'flower.log'} for the ServerApp's and sites' errors. Finished rounds "
             f"are checkpointed: `simulate --resume {out_dir}` continues from the last one."
         )
+    write_report(out_dir, data_root=data_root, sites=sites, console=console, phases={
+        "data_preparation": data_seconds, "federation": time.time() - federation_started})
     return SimulationResult(out_dir=out_dir, status=status, seconds=time.time() - started)
+
+
+def write_report(out_dir: Path, *, data_root: Path, sites: list[str], phases: dict[str, float],
+                 console: Console) -> Path | None:
+    """Write ``timings.json`` and ``report.html`` for a finished run; never raises.
+
+    The run already succeeded, so a report that cannot be written is printed, not raised.
+    """
+    console.print("[bold]Report[/]: drawing losses, data, AdaDN examples and embeddings ...")
+    began = time.time()
+    # Imported here: the report pulls in matplotlib and the data pipeline, which `fedmm`'s
+    # other commands (and `simulate --help`) do not need.
+    from simulations.report import write_run_report, write_timings
+
+    path: Path | None = None
+    try:
+        write_timings(out_dir, phases)
+        path = write_run_report(out_dir, data_root=data_root, site_dirs=sites)
+        write_timings(out_dir, {**phases, "report": time.time() - began})
+    except Exception as err:  # the report must never fail a finished run
+        console.print(f"[yellow]The run report could not be written[/] ({type(err).__name__}: {err}).")
+    return path
 
 
 
@@ -217,3 +257,6 @@ def summarize(result: SimulationResult, console: Console) -> None:
                       f"{len(r['train']['sites'])} sites, {r['seconds']:.1f} s")
     for name in (ENCODER_FILE, MODEL_CARD_FILE, METRICS_FILE):
         console.print(f"  {result.out_dir / name}")
+    report = result.out_dir / "report.html"  # simulations.report.REPORT_FILE (not imported: heavy)
+    if report.is_file():
+        console.print(f"  report: {report}")

@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
-from client.data import brats  # noqa: F401  (registers the "brats2021" adapter)
+# Importing each layout's module registers its adapter (one file per layout).
+from client.data import (  # noqa: F401
+    brats,
+    brats2023,
+    chaos,
+    fets,
+    isles,
+    ixi,
+    manifest,
+    msd,
+    ucsf,
+    upenn,
+)
 from client.data.adapter import (
     DataProblem,
     DataProblemError,
@@ -15,6 +27,7 @@ from client.data.adapter import (
 )
 from client.data.brats import BratsFolderAdapter
 from client.data.dataset import SiteDataset, Split, load_site_dataset, split_studies
+from client.data.study_list import STUDY_LIST_FILE, discover_site, read_study_list, write_study_list
 from client.data.transforms import (
     BATCH_KEYS,
     build_crop_transforms,
@@ -23,6 +36,7 @@ from client.data.transforms import (
 
 __all__ = [
     "BATCH_KEYS",
+    "STUDY_LIST_FILE",
     "BratsFolderAdapter",
     "DataProblem",
     "DataProblemError",
@@ -34,8 +48,11 @@ __all__ = [
     "available_adapters",
     "build_crop_transforms",
     "build_deterministic_transforms",
+    "discover_site",
     "get_adapter",
     "load_site_dataset",
+    "read_study_list",
     "register_adapter",
     "split_studies",
+    "write_study_list",
 ]

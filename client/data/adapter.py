@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, TypeVar, runtime_checkable
 
-from shared.lookup import look_up
+from shared.registry import Registry
 
 __all__ = [
     "DataProblem",
@@ -27,15 +27,39 @@ class StudyRecord:
 
     Attributes:
         study_id: the dataset's own identifier (e.g. ``BraTS2021_00000``); stays on the site.
-        images: canonical modality name (see ``shared.modalities``) -> NIfTI file.
-        label: the segmentation file, or None when the study has none.
-        meta: free-form facts the layout knows (e.g. ``{"grade": "HGG"}``); may be empty.
+        images: canonical modality name (see ``shared.modalities``) -> volume: a NIfTI file,
+            a folder holding one DICOM series, or (with ``channels``) a 4D NIfTI file.
+        label: the segmentation: a NIfTI file or a folder of PNG slices (one per slice of
+            the reference image); None when the study has none.
+        meta: covariates and facts the layout knows (e.g. ``{"grade": "HGG"}``), which
+            partitioners may group or stratify by; may be empty.
+        site: the institution that acquired the study, when the dataset records it.
+        subject_id: the patient; several studies (visits, CT vs MR series) may share one.
+            None means the study is its own subject.
+        channels: modality -> index along the last axis of a 4D file (e.g. MSD's
+            ``{"flair": 0, "t1": 1, ...}``); modalities not listed are 3D files.
+        label_map: dataset label value -> canonical value, applied on loading (e.g. BraTS
+            2023 ``{1: 1, 2: 2, 3: 4}``); a label value not listed (other than 0) makes the
+            study unusable. None keeps the file's values as they are.
+        grid_reference: modalities not co-registered on disk: every volume is resampled
+            onto the grid of this modality (or of the first available one in the run's
+            order when this one is not used). None: the volumes must already share a grid.
     """
 
     study_id: str
     images: Mapping[str, Path]
     label: Path | None = None
     meta: Mapping[str, str] = field(default_factory=dict)
+    site: str | None = None
+    subject_id: str | None = None
+    channels: Mapping[str, int] = field(default_factory=dict)
+    label_map: Mapping[int, int] | None = None
+    grid_reference: str | None = None
+
+    @property
+    def subject(self) -> str:
+        """The patient this study belongs to (``subject_id``, or the study itself)."""
+        return self.subject_id if self.subject_id is not None else self.study_id
 
 
 @dataclass(frozen=True)
@@ -97,7 +121,8 @@ class DatasetAdapter(Protocol):
 
 _A = TypeVar("_A", bound=type)
 
-_REGISTRY: dict[str, type] = {}
+_REGISTRY = Registry("dataset layout",
+                     fix="Fix: set data.layout to the layout of the site's folder.")
 
 
 def register_adapter(name: str) -> Callable[[_A], _A]:
@@ -108,28 +133,12 @@ def register_adapter(name: str) -> Callable[[_A], _A]:
     Raises:
         ValueError: ``name`` is already registered, or the class declares another name.
     """
-
-    def decorator(cls: _A) -> _A:
-        if name in _REGISTRY:
-            raise ValueError(
-                f"Dataset adapter {name!r} is already registered (by "
-                f"{_REGISTRY[name].__qualname__}); pick another name for {cls.__qualname__}."
-            )
-        declared = getattr(cls, "name", None)
-        if declared != name:
-            raise ValueError(
-                f"Expected {cls.__qualname__}.name == {name!r} (its registry name), "
-                f"got {declared!r}; set the class attribute `name = {name!r}`."
-            )
-        _REGISTRY[name] = cls
-        return cls
-
-    return decorator
+    return _REGISTRY.register(name)
 
 
 def available_adapters() -> tuple[str, ...]:
     """Names of all registered dataset adapters, sorted."""
-    return tuple(sorted(_REGISTRY))
+    return tuple(_REGISTRY.names())
 
 
 def get_adapter(name: str) -> DatasetAdapter:
@@ -138,7 +147,5 @@ def get_adapter(name: str) -> DatasetAdapter:
     Raises:
         ValueError: unknown name; the message lists the available ones and the closest.
     """
-    cls = look_up(name, _REGISTRY, kind="dataset layout",
-                  fix="Fix: set data.layout to the layout of the site's folder.")
-    adapter: DatasetAdapter = cls()
+    adapter: DatasetAdapter = _REGISTRY.get(name)()
     return adapter

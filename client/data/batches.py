@@ -55,10 +55,11 @@ class _EndlessBatchSampler:
     study in total, batches of one are all there is.
     """
 
-    def __init__(self, num_studies: int, *, batch_size: int, seed: int) -> None:
+    def __init__(self, num_studies: int, *, batch_size: int, seed: int, shared: bool) -> None:
         self.num_studies = num_studies
         self.batch_size = min(batch_size, num_studies)
         self.seed = seed
+        self.shared = shared  # one crop seed per batch: the same relative location for all
 
     def __iter__(self) -> Iterator[list[_Index]]:
         for epoch in itertools.count():
@@ -69,10 +70,10 @@ class _EndlessBatchSampler:
                 chunk = order[start : start + self.batch_size]
                 if len(chunk) == 1 and self.num_studies >= 2:
                     continue
-                yield [
-                    (int(i), int(s))
-                    for i, s in zip(chunk, crop_seeds[start : start + len(chunk)], strict=True)
-                ]
+                seeds = crop_seeds[start : start + len(chunk)]
+                if self.shared:
+                    seeds = np.full(len(chunk), seeds[0], dtype=np.uint64)
+                yield [(int(i), int(s)) for i, s in zip(chunk, seeds, strict=True)]
 
 
 def train_batch_iterator(
@@ -91,7 +92,8 @@ def train_batch_iterator(
         raise ValueError("expected at least one training study, got none.")
     loader = DataLoader(
         _CropDataset(samples, data=data),
-        batch_sampler=_EndlessBatchSampler(len(samples), batch_size=batch_size, seed=seed),
+        batch_sampler=_EndlessBatchSampler(len(samples), batch_size=batch_size, seed=seed,
+                                           shared=data.crop_alignment == "shared"),
         num_workers=data.num_workers,
         collate_fn=default_collate,
     )
@@ -122,6 +124,8 @@ def eval_batch_list(
     batches: list[Batch] = []
     for b in range(num_batches):
         seeds = rng.integers(0, 2**32, size=size, dtype=np.uint64)
+        if data.crop_alignment == "shared":
+            seeds[:] = seeds[0]
         positions = [int(order[(b * size + k) % n]) for k in range(size)]
         batches.append(
             default_collate(

@@ -9,11 +9,14 @@ from typing import Any, Literal, overload
 
 import numpy as np
 from monai.data import PersistentDataset
-from monai.transforms import Compose, LoadImage
+from monai.transforms import Compose
 
-from client.data.adapter import DataProblem, DataProblemError, StudyRecord, get_adapter
+from client.data.adapter import DataProblem, DataProblemError, Discovery, StudyRecord
 from client.data.batches import Batch, eval_batch_list, train_batch_iterator
+from client.data.load_transforms import CHANNELS_KEY, GRID_KEY, LABEL_MAP_KEY
+from client.data.readers import read_volume
 from client.data.study_index import IndexEntry, StudyIndex, study_fingerprint
+from client.data.study_list import discover_site
 from client.data.transforms import (
     LABEL_KEY,
     PRESENT_KEY,
@@ -169,7 +172,8 @@ class SiteDataset:
 
 
 def load_site_dataset(
-    data_dir: Path, *, data: DataConfig, cache_dir: Path, seed: int
+    data_dir: Path, *, data: DataConfig, cache_dir: Path, seed: int,
+    studies: Sequence[StudyRecord] | None = None,
 ) -> SiteDataset:
     """Discover, validate, cache and split one site's studies.
 
@@ -180,23 +184,28 @@ def load_site_dataset(
     an unchanged site reads no NIfTI file.
 
     Args:
-        data_dir: the site folder, in the layout named by ``data.layout``.
+        data_dir: the site folder, in the layout named by ``data.layout``, or holding a
+            ``fedmm-studies.json`` study list (``client.data.study_list``), which wins.
         data: the run's data settings.
         cache_dir: a folder of this site's own (created if missing).
         seed: seeds the train/eval split.
+        studies: an explicit list of studies to use instead of discovering ``data_dir``
+            (e.g. one virtual site's share of a partitioned dataset).
 
     Raises:
         ValueError: no readable study at all (the message lists the problems).
     """
-    adapter = get_adapter(data.layout)
-    discovery = adapter.discover(Path(data_dir))
+    if studies is not None:
+        discovery = Discovery(studies=tuple(studies))
+    else:
+        discovery = discover_site(Path(data_dir), layout=data.layout)
     cache_dir = Path(cache_dir)
     prep = preprocessing_fingerprint(data)
     transform = build_deterministic_transforms(data)
     index = StudyIndex.load(cache_dir)
     problems = list(discovery.problems)
     entries: list[tuple[str, IndexEntry]] = []
-    items: dict[str, dict[str, str]] = {}
+    items: dict[str, dict[str, Any]] = {}
     for record in discovery.studies:
         fingerprint = study_fingerprint(record, preprocessing=prep)
         item = _item(record, data=data, fingerprint=fingerprint)
@@ -233,16 +242,26 @@ def load_site_dataset(
     return SiteDataset(data=data, splits=splits, stats=stats, problems=problems)
 
 
-def _item(record: StudyRecord, *, data: DataConfig, fingerprint: str) -> dict[str, str]:
+def _item(record: StudyRecord, *, data: DataConfig, fingerprint: str) -> dict[str, Any]:
     """The PersistentDataset input of a study; its hash names the cache file.
 
     The fingerprint is part of it so that a changed file or setting misses the cache
-    (MONAI hashes the item only, not the files or the transforms).
+    (MONAI hashes the item only, not the files or the transforms). Reading instructions
+    (channels, label map, grid reference) are added only when the study has them, so a
+    plain 3D co-registered study keeps the item (and cache file) it always had.
     """
-    item = {STUDY_KEY: record.study_id, _FINGERPRINT_KEY: fingerprint}
-    item |= {m: str(record.images[m]) for m in data.modalities if m in record.images}
+    item: dict[str, Any] = {STUDY_KEY: record.study_id, _FINGERPRINT_KEY: fingerprint}
+    used = [m for m in data.modalities if m in record.images]
+    item |= {m: str(record.images[m]) for m in used}
     if record.label is not None:
         item[LABEL_KEY] = str(record.label)
+    channels = {m: record.channels[m] for m in used if m in record.channels}
+    if channels:
+        item[CHANNELS_KEY] = channels
+    if record.label_map is not None and record.label is not None:
+        item[LABEL_MAP_KEY] = dict(sorted(record.label_map.items()))
+    if record.grid_reference is not None:
+        item[GRID_KEY] = record.grid_reference
     return item
 
 
@@ -251,7 +270,7 @@ def _study_folder(record: StudyRecord) -> Path:
 
 
 def _validate(
-    record: StudyRecord, item: dict[str, str], *, fingerprint: str, data: DataConfig,
+    record: StudyRecord, item: dict[str, Any], *, fingerprint: str, data: DataConfig,
     transform: Compose, cache_dir: Path,
 ) -> IndexEntry:
     """Load one study through the deterministic transforms (writing its cache file)."""
@@ -271,7 +290,7 @@ def _validate(
     return IndexEntry(fingerprint, (), stats)
 
 
-def _problem_from(err: BaseException, record: StudyRecord, item: Mapping[str, str]) -> DataProblem:
+def _problem_from(err: BaseException, record: StudyRecord, item: Mapping[str, Any]) -> DataProblem:
     """Turn a failure of the pipeline into a DataProblem that names the file at fault."""
     cause: BaseException | None = err
     innermost = err
@@ -282,19 +301,13 @@ def _problem_from(err: BaseException, record: StudyRecord, item: Mapping[str, st
         cause = cause.__cause__ or cause.__context__
     # Not one of our checks (MONAI wraps errors as "applying transform ..."): find the
     # file that does not load on its own.
-    loader = LoadImage(image_only=True)
     for key in (*record.images, LABEL_KEY):
-        if key not in item:
+        if key not in item or (key == LABEL_KEY and Path(item[key]).is_dir()):
             continue
-        path = Path(item[key])
         try:
-            loader(path)
-        except Exception as load_err:
-            return DataProblem(
-                path=path,
-                problem=f"expected a readable NIfTI volume, got an error: {load_err}",
-                fix="re-download or re-export the file, or remove it.",
-            )
+            read_volume(Path(item[key]))
+        except DataProblemError as load_err:
+            return load_err.problem
     return DataProblem(
         path=_study_folder(record),
         problem=f"could not be preprocessed: {type(innermost).__name__}: {innermost}",

@@ -29,20 +29,35 @@ def study_fingerprint(record: StudyRecord, *, preprocessing: str) -> str:
 
     Any edit, replacement or touch of a file, and any change of the deterministic
     pipeline, gives a new fingerprint; the study is then validated (and cached) again.
+    A series folder (DICOM, PNG slices) counts every file in it. The record's reading
+    instructions (channels, label map, grid reference) count too, when it has them.
     """
     files = sorted(record.images.items())
     if record.label is not None:
         files.append(("label", record.label))
     parts: list[Any] = [preprocessing, record.study_id]
     for key, path in files:
-        try:
-            st = path.stat()
-            parts.append([key, str(path), st.st_size, st.st_mtime_ns])
-        except OSError:
-            # A file that vanished since discovery: a fingerprint that matches nothing,
-            # so validation runs and reports it.
-            parts.append([key, str(path), None, None])
+        parts.append([key, str(path), *_file_state(path)])
+    reading = {
+        "channels": dict(sorted(record.channels.items())),
+        "label_map": sorted((record.label_map or {}).items()),
+        "grid": record.grid_reference,
+    }
+    if any(reading.values()):
+        parts.append(reading)
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:24]
+
+
+def _file_state(path: Path) -> list[Any]:
+    try:
+        if path.is_dir():
+            return [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in sorted(path.iterdir())]
+        st = path.stat()
+        return [st.st_size, st.st_mtime_ns]
+    except OSError:
+        # A file that vanished since discovery: a fingerprint that matches nothing, so
+        # validation runs and reports it.
+        return [None, None]
 
 
 @dataclass(frozen=True)

@@ -17,18 +17,19 @@ from monai.transforms import (
     CropForegroundd,
     EnsureChannelFirstd,
     EnsureTyped,
-    LoadImaged,
     MapTransform,
     Orientationd,
-    RandSpatialCropd,
+    Randomizable,
     SelectItemsd,
     Spacingd,
+    SpatialCrop,
     SpatialPadd,
     Transform,
 )
 from monai.utils import convert_to_tensor
 
 from client.data.adapter import DataProblem, DataProblemError
+from client.data.load_transforms import LoadVolumesd, MapLabelsd, ResampleToReferenced
 from shared.config import DataConfig
 
 __all__ = [
@@ -363,20 +364,27 @@ def build_deterministic_transforms(data: DataConfig) -> Compose:
     ``fg_mean`` / ``fg_std`` (M,), ``fg_hist`` (M, bins) and, if the study has one,
     ``label`` (1, D, H, W) uint8; ``study_id`` passes through.
 
-    Input: a dict with ``study_id``, one file path per available run modality (canonical
-    names as keys) and optionally ``label``. Bad files raise ``DataProblemError``.
+    Input: a dict with ``study_id``, one path per available run modality (canonical names
+    as keys; NIfTI file, DICOM series folder) and optionally ``label`` (NIfTI file or PNG
+    slice folder), plus the reading instructions of ``client.data.load_transforms`` when
+    the study needs them (``channels`` of a 4D file, ``label_map`` to the canonical
+    labels, ``grid_reference`` for volumes that are not co-registered). Bad files raise
+    ``DataProblemError``.
     """
     mods = list(data.modalities)
     volumes = [*mods, LABEL_KEY]
     spacing = (data.spacing_mm,) * 3
     return Compose(
         [
-            LoadImaged(volumes, allow_missing_keys=True, image_only=True),
+            LoadVolumesd(volumes, label_keys=(LABEL_KEY,)),
             CheckVolumed(mods, require_nonzero=True),
             CheckVolumed(LABEL_KEY, require_nonzero=False),
+            MapLabelsd(LABEL_KEY),
             EnsureChannelFirstd(volumes, channel_dim="no_channel", allow_missing_keys=True),
             # labels=None: read the axis convention from the MetaTensor (RAS for NIfTI).
             Orientationd(volumes, axcodes="RAS", labels=None, allow_missing_keys=True),
+            # Before Spacingd: volumes on one grid then get identical output shapes.
+            ResampleToReferenced(mods, label_keys=(LABEL_KEY,)),
             Spacingd(
                 volumes,
                 pixdim=spacing,
@@ -415,18 +423,48 @@ def build_deterministic_transforms(data: DataConfig) -> Compose:
     )
 
 
+class RelativeCropd(MapTransform, Randomizable):
+    """A cubic crop at a random *relative* position: start = floor(u * (size - roi + 1)).
+
+    ``u ~ U(0, 1)^3`` is drawn from the transform's random state, so two volumes of
+    different sizes given the same seed are cropped at the same relative location (the
+    same anatomy in roughly aligned brains); that is how a batch shares one location.
+    """
+
+    def __init__(self, keys: Sequence[str], *, roi_size: int, allow_missing_keys: bool = False) -> None:
+        MapTransform.__init__(self, keys, allow_missing_keys)
+        self.roi_size = roi_size
+        self._u = np.zeros(3)
+
+    def randomize(self, data: Any = None) -> None:
+        self._u = self.R.random(3)
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        self.randomize()
+        ref = d[self.first_key(d)]
+        shape = ref.shape[1:]
+        start = [int(min(u * (s - self.roi_size + 1), s - self.roi_size))
+                 for u, s in zip(self._u, shape, strict=True)]
+        crop = SpatialCrop(roi_start=start, roi_end=[b + self.roi_size for b in start])
+        for key in self.key_iterator(d):
+            d[key] = crop(d[key])
+        return d
+
+
 def build_crop_transforms(data: DataConfig) -> Compose:
     """The random part: pad to at least ``crop_size`` and take one cubic crop.
 
     All modalities of ``image`` (and the label, when present) are cropped at the same
     location ("aligned multimodal crops"). Call ``set_random_state(seed=...)`` on the
-    result before each sample to replay a crop.
+    result before each sample to replay a crop; the same seed on two studies crops both at
+    the same relative location (``data.crop_alignment = "shared"`` uses that per batch).
     """
     size = (data.crop_size,) * 3
     keys = [IMAGE_KEY, LABEL_KEY]
     return Compose(
         [
             SpatialPadd(keys, spatial_size=size, allow_missing_keys=True),
-            RandSpatialCropd(keys, roi_size=size, random_size=False, allow_missing_keys=True),
+            RelativeCropd(keys, roi_size=data.crop_size, allow_missing_keys=True),
         ]
     )

@@ -9,6 +9,7 @@ from monai.networks.blocks import ResidualUnit
 from torch import nn
 
 from shared.config import ModelConfig
+from shared.lookup import look_up
 
 
 @dataclass(frozen=True)
@@ -37,12 +38,16 @@ class MultiModalEncoder(nn.Module):
 
     Args:
         channels: output channels per stage; each stage has stride 2.
+        in_channels: 1 for pretraining (one modality per volume); downstream models may
+            stack M modalities as channels (see ``shared/model/inflate.py``).
         num_res_units: convolution sub-units per residual stage.
         norm_groups: GroupNorm groups (GroupNorm does not depend on the batch size, which is
             small on a site; its affine parameters are what stays site-local, FedBN-style).
     """
 
-    def __init__(self, *, channels: tuple[int, ...], num_res_units: int, norm_groups: int) -> None:
+    def __init__(
+        self, *, channels: tuple[int, ...], num_res_units: int, norm_groups: int, in_channels: int = 1
+    ) -> None:
         super().__init__()
         if not channels:
             raise ValueError("channels must list at least one stage width, got ()")
@@ -52,7 +57,7 @@ class MultiModalEncoder(nn.Module):
                 f"every stage width must be divisible by norm_groups={norm_groups}, got {bad}"
             )
         stages = []
-        in_ch = 1
+        in_ch = in_channels
         for out_ch in channels:
             stages.append(
                 ResidualUnit(
@@ -68,6 +73,9 @@ class MultiModalEncoder(nn.Module):
             in_ch = out_ch
         self.stages = nn.ModuleList(stages)
         self.channels = tuple(channels)
+        self.in_channels = in_channels
+        self.norm_groups = norm_groups
+        self.num_res_units = num_res_units
 
     @property
     def out_dim(self) -> int:
@@ -80,10 +88,10 @@ class MultiModalEncoder(nn.Module):
         return 2 ** len(self.channels)
 
     def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """``(N, 1, D, H, W)`` -> one feature map per stage, finest first."""
-        if x.ndim != 5 or x.shape[1] != 1:
+        """``(N, in_channels, D, H, W)`` -> one feature map per stage, finest first."""
+        if x.ndim != 5 or x.shape[1] != self.in_channels:
             raise ValueError(
-                f"expected a (N, 1, D, H, W) batch of single-modality volumes, got {tuple(x.shape)}"
+                f"expected a (N, {self.in_channels}, D, H, W) batch, got {tuple(x.shape)}"
             )
         feats = []
         for stage in self.stages:
@@ -103,11 +111,10 @@ def resolve_preset(cfg: ModelConfig, *, cuda_available: bool) -> str:
     return cfg.preset
 
 
-def build_encoder(preset: str) -> MultiModalEncoder:
+def build_encoder(preset: str, *, in_channels: int = 1) -> MultiModalEncoder:
     """Build the encoder for a preset name from ``PRESETS``."""
-    if preset not in PRESETS:
-        raise ValueError(f"Unknown encoder preset {preset!r}; expected one of {sorted(PRESETS)}.")
-    p = PRESETS[preset]
+    p = look_up(preset, PRESETS, kind="encoder preset")
     return MultiModalEncoder(
-        channels=p.channels, num_res_units=p.num_res_units, norm_groups=p.norm_groups
+        channels=p.channels, num_res_units=p.num_res_units, norm_groups=p.norm_groups,
+        in_channels=in_channels,
     )

@@ -20,7 +20,7 @@ from client.data import (
 @pytest.fixture
 def isolated_registry(monkeypatch: pytest.MonkeyPatch) -> None:
     """Let a test register adapters without leaking them into the real registry."""
-    monkeypatch.setattr(adapter_module, "_REGISTRY", dict(adapter_module._REGISTRY))
+    monkeypatch.setattr(adapter_module._REGISTRY, "_items", dict(adapter_module._REGISTRY._items))
 
 
 def test_brats2021_is_registered() -> None:
@@ -32,7 +32,7 @@ def test_brats2021_is_registered() -> None:
 
 def test_unknown_name_lists_available_and_suggests_closest() -> None:
     with pytest.raises(ValueError, match="brats2021") as err:
-        get_adapter("brats2012")
+        get_adapter("brats_2021")  # a typo close to one layout only
     message = str(err.value)
     assert "Did you mean 'brats2021'" in message
     assert "data.layout" in message

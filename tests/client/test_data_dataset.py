@@ -246,3 +246,26 @@ def test_study_records_are_immutable() -> None:
     record = StudyRecord(study_id="s", images={"t1": Path("s_t1.nii.gz")}, label=None)
     with pytest.raises(AttributeError):
         record.study_id = "t"  # type: ignore[misc]
+
+
+
+def test_shared_alignment_uses_one_crop_seed_per_batch() -> None:
+    from client.data.batches import _EndlessBatchSampler
+
+    shared = next(iter(_EndlessBatchSampler(6, batch_size=3, seed=0, shared=True)))
+    independent = next(iter(_EndlessBatchSampler(6, batch_size=3, seed=0, shared=False)))
+    assert len({s for _, s in shared}) == 1
+    assert len({s for _, s in independent}) == 3
+
+
+def test_relative_crop_takes_the_same_relative_location_in_different_sizes() -> None:
+    from client.data.transforms import RelativeCropd
+
+    starts = []
+    for size in (40, 80):
+        # each voxel holds its own index along axis 0, so the crop reveals where it started
+        vol = torch.arange(size, dtype=torch.float32).view(1, size, 1, 1).expand(1, size, 20, 20)
+        crop = RelativeCropd(["image"], roi_size=8)
+        crop.set_random_state(seed=11)
+        starts.append(float(crop({"image": vol.clone()})["image"][0, 0, 0, 0]))
+    assert abs(starts[0] / (40 - 8) - starts[1] / (80 - 8)) < 0.05

@@ -43,5 +43,5 @@ def test_load_global_state_rejects_mismatch() -> None:
 
 
 def test_encoder_rejects_multichannel_input() -> None:
-    with pytest.raises(ValueError, match=r"\(N, 1, D, H, W\)"):
+    with pytest.raises(ValueError, match=r"\(N, 1, D, H, W\) batch"):
         build_encoder("cpu-small")(torch.zeros(2, 4, 16, 16, 16))

@@ -1,0 +1,317 @@
+"""Is pretraining worth it? scratch vs local_only vs federated vs centralized, leave-site-out.
+
+On the embedded phantom (N sites with different scanner profiles), the last site is held
+out for testing; the others pretrain (or not) and provide the labelled fine-tuning studies.
+For every seed, each variant is fine-tuned with the same seeds, splits and budget, for each
+label fraction, on segmentation (Dice WT/TC/ET) and classification (enhancing vs not):
+
+    scratch      no pretraining
+    local_only   each training site pretrains alone with its federated share of compute;
+                 each encoder is fine-tuned and the results are averaged
+    federated    fedmm's federated pretraining through Flower's simulation engine
+    centralized  the same pretraining on all training sites' data pooled in one place
+
+    python benchmarks/quality.py            # the committed default (about an hour on 2 cores)
+    python benchmarks/quality.py --quick    # a minutes-long smoke version (the test suite runs it)
+
+Writes benchmarks/results/quality.json, quality.md and quality.png (or --out-dir), plus a
+report.html of the seed-0 federated run with the downstream table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import platform
+import statistics
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+VARIANTS = ("scratch", "local_only", "federated", "centralized")
+RESULTS = Path(__file__).parent / "results"
+
+
+@dataclass(frozen=True)
+class QualityConfig:
+    sites: int = 4                      # the last one is held out for testing
+    subjects_per_site: int = 10
+    spacing_mm: float = 2.0
+    seeds: tuple[int, ...] = (0, 1, 2)
+    label_fractions: tuple[float, ...] = (0.1, 1.0)
+    tasks: tuple[str, ...] = ("segmentation", "classification")
+    rounds: int = 4
+    local_steps: int = 15
+    pretrain_crop: int = 32
+    # 50 steps left every variant at Dice ~0.06 (nothing learnt, nothing to compare; see
+    # benchmarks/results/quality.md): fine-tuning must be long enough for scratch to learn.
+    finetune_steps: int = 250
+    classify_steps: int = 250
+    finetune_crop: int = 32
+    workers: int = 2
+
+    @classmethod
+    def quick(cls) -> QualityConfig:
+        return cls(sites=3, subjects_per_site=4, spacing_mm=4.0, seeds=(0,),
+                   label_fractions=(0.5, 1.0), rounds=1, local_steps=2, pretrain_crop=16,
+                   finetune_steps=2, classify_steps=2, finetune_crop=16)
+
+
+@dataclass
+class Job:
+    variant: str
+    encoder: str | None
+    task: str
+    fraction: float
+    seed: int
+    site: str = ""            # local_only: which site's encoder
+    metrics: dict[str, float] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def _worker_init() -> None:
+    torch.set_num_threads(1)  # two single-threaded fine-tunes use two cores better than one
+
+
+def _run_job(job: Job, cfg_json: str, data_root: str, train_sites: list[str],
+             test_sites: list[str], cache_dir: str) -> Job:
+    from client.finetune import FinetuneConfig, run_finetune
+    from shared.config import DataConfig
+
+    cfg = json.loads(cfg_json)
+    ft = FinetuneConfig(
+        task=job.task, label_fraction=job.fraction, seed=job.seed,
+        steps=cfg["finetune_steps"] if job.task == "segmentation" else cfg["classify_steps"],
+        crop_size=cfg["finetune_crop"], class_size=max(32, cfg["finetune_crop"]),
+        data=DataConfig(spacing_mm=cfg["spacing_mm"]),
+    )
+    res = run_finetune(encoder=job.encoder, cfg=ft, data_root=Path(data_root),
+                       train_sites=train_sites, test_sites=test_sites, cache_dir=Path(cache_dir))
+    job.metrics, job.seconds = res.metrics, res.seconds
+    return job
+
+
+def pretrain(cfg: QualityConfig, *, seed: int, data_root: Path, train_sites: list[str],
+             work: Path) -> dict[str, Any]:
+    """Pretrain federated (Flower), centralized and local-only encoders for one seed."""
+    from rich.console import Console
+
+    from shared.config import RunConfig
+    from simulations.baselines import exact_pool, pooled_site_folder, pretrain_alone
+    from simulations.scenario import build_scenario
+    from simulations.simulate import run_simulation
+
+    run_raw = {"seed": seed,
+               "data": {"spacing_mm": cfg.spacing_mm, "crop_size": cfg.pretrain_crop},
+               "train": {"local_steps": cfg.local_steps},
+               "federation": {"num_rounds": cfg.rounds, "min_nodes": len(train_sites)},
+               "privacy": {"min_studies": 2}}
+    scenario = build_scenario({**run_raw, "simulation": {"sites": len(train_sites),
+                                                         "data_root": str(data_root)}},
+                              source="quality benchmark")
+    t0 = time.perf_counter()
+    fed = run_simulation(scenario, out_dir=work / f"federated-seed{seed}", console=Console(quiet=True))
+    times = {"federated": time.perf_counter() - t0}
+    run_cfg = RunConfig.model_validate(run_raw)
+    share = cfg.rounds * cfg.local_steps                       # one site's federated compute
+    site_dirs = [data_root / s for s in train_sites]
+    t0 = time.perf_counter()
+    pool = exact_pool(run_cfg, site_dirs, state_root=work / f"stats-seed{seed}")
+    pooled = pooled_site_folder(data_root, train_sites, work / f"pooled-seed{seed}" / "data")
+    central = pretrain_alone(run_cfg, data_dir=pooled, steps=share * len(train_sites), pool=pool,
+                             out_dir=work / f"centralized-seed{seed}")
+    times["centralized"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    local = {s: str(pretrain_alone(run_cfg, data_dir=data_root / s, steps=share, pool=None,
+                                   out_dir=work / f"local-seed{seed}" / s)) for s in train_sites}
+    times["local_only"] = time.perf_counter() - t0
+    return {"federated": str(fed.out_dir / "encoder.safetensors"), "centralized": str(central),
+            "local_only": local, "fed_run": str(fed.out_dir), "seconds": times}
+
+
+def summarize(jobs: list[Job], cfg: QualityConfig) -> dict[str, dict[str, dict[str, float]]]:
+    """Mean and std over seeds (local_only: over its sites first, then over seeds)."""
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for fraction in cfg.label_fractions:
+        row: dict[str, dict[str, float]] = {}
+        for variant in VARIANTS:
+            entry: dict[str, float] = {}
+            for task, key, name in (("segmentation", "dice_mean", "dice"),
+                                    ("classification", "acc", "acc"),
+                                    ("classification", "auc", "auc"),
+                                    ("classification", "balanced_acc", "balanced_acc"),
+                                    ("segmentation", "dice_wt", "dice_wt"),
+                                    ("segmentation", "dice_tc", "dice_tc"),
+                                    ("segmentation", "dice_et", "dice_et")):
+                per_seed = []
+                for seed in cfg.seeds:
+                    vals = [j.metrics[key] for j in jobs if j.variant == variant and j.task == task
+                            and j.fraction == fraction and j.seed == seed and key in j.metrics]
+                    vals = [v for v in vals if v == v]  # drop NaN (e.g. AUC with one class)
+                    if vals:
+                        per_seed.append(statistics.fmean(vals))
+                if per_seed:
+                    entry[f"{name}_mean"] = statistics.fmean(per_seed)
+                    entry[f"{name}_std"] = statistics.stdev(per_seed) if len(per_seed) > 1 else 0.0
+            row[variant] = entry
+        out[str(fraction)] = row
+    return out
+
+
+def markdown(results: dict[str, dict[str, dict[str, float]]]) -> str:
+    lines = ["| labels | variant | Dice mean (WT/TC/ET) | accuracy | balanced acc | AUC |",
+             "|---|---|---|---|---|---|"]
+
+    def fmt(e: dict[str, float], k: str) -> str:
+        return f"{e[k + '_mean']:.3f} ± {e[k + '_std']:.3f}" if k + "_mean" in e else "n/a"
+
+    for fraction, row in results.items():
+        for variant, e in row.items():
+            regions = "/".join(f"{e.get(f'dice_{r}_mean', float('nan')):.2f}" for r in ("wt", "tc", "et"))
+            lines.append(f"| {float(fraction):.0%} | {variant} | {fmt(e, 'dice')} ({regions}) | "
+                         f"{fmt(e, 'acc')} | {fmt(e, 'balanced_acc')} | {fmt(e, 'auc')} |")
+    return "\n".join(lines)
+
+
+def goals(results: dict[str, dict[str, dict[str, float]]], fraction: str) -> dict[str, Any]:
+    """The issue's goals at the low label fraction, as measured (not asserted)."""
+    row = results.get(fraction, {})
+    try:
+        s, lo, f, c = (row[v]["dice_mean"] for v in ("scratch", "local_only", "federated", "centralized"))
+    except KeyError:
+        return {}
+    gain_c = c - s
+    return {"label_fraction": float(fraction),
+            "federated_minus_scratch_dice_points": 100 * (f - s),
+            "federated_beats_scratch_by_3_points": 100 * (f - s) >= 3,
+            "federated_beats_local_only": f > lo,
+            "share_of_centralized_gain": (f - s) / gain_c if gain_c > 0 else None,
+            "reaches_90pct_of_centralized_gain": gain_c > 0 and (f - s) >= 0.9 * gain_c}
+
+
+def bar_chart(results: dict[str, dict[str, dict[str, float]]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), dpi=100)
+    width = 0.8 / len(VARIANTS)
+    for ax, (metric, label) in zip(axes, (("dice", "Dice mean (test site)"),
+                                          ("acc", "accuracy (test site)")), strict=True):
+        for i, variant in enumerate(VARIANTS):
+            xs, ys, es = [], [], []
+            for k, fraction in enumerate(results):
+                e = results[fraction][variant]
+                if f"{metric}_mean" in e:
+                    xs.append(k + (i - 1.5) * width)
+                    ys.append(e[f"{metric}_mean"])
+                    es.append(e[f"{metric}_std"])
+            ax.bar(xs, ys, width, yerr=es, label=variant, capsize=2)
+        ax.set_xticks(range(len(results)), [f"{float(f):.0%} labels" for f in results])
+        ax.set_ylabel(label)
+        ax.set_ylim(0, 1)
+    axes[0].legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="minutes-long smoke version")
+    parser.add_argument("--out-dir", type=Path, default=RESULTS)
+    parser.add_argument("--work-dir", type=Path, default=Path("runs") / "quality")
+    for knob in ("rounds", "local_steps", "finetune_steps", "classify_steps"):
+        parser.add_argument(f"--{knob.replace('_', '-')}", type=int, default=None,
+                            help=f"override {knob} (default {getattr(QualityConfig(), knob)})")
+    args = parser.parse_args(argv)
+    cfg = QualityConfig.quick() if args.quick else QualityConfig()
+    overrides = {k: getattr(args, k) for k in ("rounds", "local_steps", "finetune_steps",
+                                               "classify_steps") if getattr(args, k) is not None}
+    cfg = replace(cfg, **overrides)
+    name = "quality_quick" if args.quick else "quality"
+    started = time.perf_counter()
+
+    from simulations.phantom import PhantomConfig, generate_phantom
+    from simulations.simulate import cache_root
+
+    work = args.work_dir.resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    data_root = cache_root() / f"quality-{cfg.sites}x{cfg.subjects_per_site}-{cfg.spacing_mm:g}mm"
+    manifest = generate_phantom(PhantomConfig(sites=cfg.sites, subjects_per_site=cfg.subjects_per_site,
+                                              spacing_mm=cfg.spacing_mm, seed=0),
+                                data_root, workers=2, progress=False)
+    sites = [s.name for s in manifest.sites]
+    train_sites, test_sites = sites[:-1], sites[-1:]
+    print(f"phantom: {data_root} ({len(sites)} sites); pretrain/fine-tune on {train_sites}, "
+          f"test on {test_sites}", flush=True)
+
+    jobs: list[Job] = []
+    pretraining: dict[int, dict[str, Any]] = {}
+    for seed in cfg.seeds:
+        pretraining[seed] = enc = pretrain(cfg, seed=seed, data_root=data_root,
+                                           train_sites=train_sites, work=work)
+        print(f"seed {seed}: pretrained in {enc['seconds']}", flush=True)
+        for task in cfg.tasks:
+            for fraction in cfg.label_fractions:
+                jobs.append(Job("scratch", None, task, fraction, seed))
+                jobs.append(Job("federated", enc["federated"], task, fraction, seed))
+                jobs.append(Job("centralized", enc["centralized"], task, fraction, seed))
+                jobs += [Job("local_only", path, task, fraction, seed, site=s)
+                         for s, path in enc["local_only"].items()]
+    t_ft = time.perf_counter()
+    args_common = (json.dumps(asdict(cfg)), str(data_root), train_sites, test_sites,
+                   str(work / "finetune-cache"))
+    with ProcessPoolExecutor(max_workers=cfg.workers, mp_context=mp.get_context("spawn"),
+                             initializer=_worker_init) as pool:
+        done = list(pool.map(_run_job, jobs, *([a] * len(jobs) for a in args_common)))
+    finetune_seconds = time.perf_counter() - t_ft
+
+    results = summarize(done, cfg)
+    low = str(min(cfg.label_fractions))
+    doc = {
+        "config": asdict(cfg),
+        "machine": f"{platform.platform()}, {platform.processor() or 'cpu'}, "
+                   f"{mp.cpu_count()} cores, torch {torch.__version__}, "
+                   f"{'CUDA ' + torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no GPU'}",
+        "command": " ".join(["python benchmarks/quality.py",
+                             *(argv if argv is not None else sys.argv[1:])]),
+        "results": results,
+        "goals_at_low_label_fraction": goals(results, low),
+        "seconds": {"total": time.perf_counter() - started, "finetune": finetune_seconds,
+                    "pretrain": {str(k): v["seconds"] for k, v in pretraining.items()}},
+        "jobs": [asdict(j) for j in done],
+    }
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    (args.out_dir / f"{name}.json").write_text(json.dumps(doc, indent=2))
+    table = markdown(results)
+    (args.out_dir / f"{name}.md").write_text(
+        f"# Quality benchmark\n\n`{doc['command']}` on {doc['machine']}, "
+        f"{doc['seconds']['total'] / 60:.1f} min.\n\n{table}\n\nGoals at "
+        f"{float(low):.0%} labels: {json.dumps(doc['goals_at_low_label_fraction'])}\n")
+    bar_chart(results, args.out_dir / f"{name}.png")
+    try:
+        from simulations.report import write_run_report
+
+        report = write_run_report(Path(pretraining[cfg.seeds[0]]["fed_run"]), data_root=data_root,
+                                  site_dirs=train_sites, downstream=results,
+                                  title="Quality benchmark: federated run, seed "
+                                        f"{cfg.seeds[0]}")
+        print(f"report: {report}")
+    except ImportError:
+        pass
+    print(table)
+    print(f"\ngoals at {float(low):.0%} labels: {json.dumps(doc['goals_at_low_label_fraction'])}")
+    print(f"saved {args.out_dir / (name + '.json')} in {doc['seconds']['total'] / 60:.1f} min")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

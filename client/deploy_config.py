@@ -1,0 +1,119 @@
+"""A site's deployment config (``site.toml``): its data, state, key and the coordinator.
+
+Deployment only and never sent anywhere: the paths reach Flower's ``node_config``
+(``data-dir``, ``state-dir``, see ``client/site_config.py``) on this machine, the key and
+CA are used by the local SuperNode. Relative paths are relative to the file's folder.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+from pydantic import Field, ValidationError, field_validator
+
+from shared.config import ConfigError, FrozenModel, format_validation_error
+from shared.flower_cli import check_superlink_address
+
+SITE_CONFIG_FILE = "site.toml"
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+
+
+class SiteServerSettings(FrozenModel):
+    """How this site reaches the coordinator's SuperLink (it only ever connects out)."""
+
+    address: str = Field(default="", description="host:port from the coordinator; empty = not yet known.")
+    ca_cert: Path = Field(default=Path("ca.crt"), description="The consortium CA (from the coordinator).")
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        return check_superlink_address(value) if value else value
+
+
+class SiteKeySettings(FrozenModel):
+    """The site's SuperNode authentication key (the public key sits beside it as .pub)."""
+
+    private_key: Path = Path("keys/site.key")
+
+
+class SiteDaemonSettings(FrozenModel):
+    """The local SuperNode process."""
+
+    runtime_port: int = Field(default=9094, gt=0, lt=65536,
+                              description="Local-only port of the SuperNode's runtime API "
+                              "(127.0.0.1); distinct per SuperNode on one host.")
+    log_file: Path = Path("logs/site.log")
+    max_retries: int | None = Field(default=None, ge=0,
+                                    description="Reconnection attempts before giving up "
+                                    "(none = forever, what a service wants).")
+    max_wait_time_s: float | None = Field(default=None, gt=0,
+                                          description="Give up reconnecting after this long.")
+    activation_retry_s: float = Field(
+        default=120.0, ge=0,
+        description="Keep retrying this long when the SuperLink refuses to activate the site: "
+        "right after a crash it still sees the old connection for about 60 s.")
+
+
+class SiteDeployConfig(FrozenModel):
+    """Everything ``fedmm site check|stats|start`` needs (``site.toml``)."""
+
+    name: str = Field(pattern=NAME_PATTERN, description="This site's name (local logs, key comment).")
+    data_dir: Path = Field(description="The site's data folder, as training reads it.")
+    state_dir: Path = Field(default=Path("state"),
+                            description="Heads, optimizer, site-local norm, released statistics, "
+                            "data cache, Flower's installed app (kept across restarts).")
+    run_file: Path | None = Field(
+        default=None, description="The coordinator's RUN.toml, so `site check` and `site stats "
+        "--dry-run` use the run's data and privacy settings (training always uses what the "
+        "server sends).")
+    server: SiteServerSettings = SiteServerSettings()
+    keys: SiteKeySettings = SiteKeySettings()
+    daemon: SiteDaemonSettings = SiteDaemonSettings()
+
+    def resolved(self, base: Path) -> SiteDeployConfig:
+        """A copy whose relative paths are made absolute against ``base``."""
+        def fix(p: Path) -> Path:
+            p = p.expanduser()
+            return p if p.is_absolute() else (base / p).resolve()
+        return self.model_copy(update={
+            "data_dir": fix(self.data_dir),
+            "state_dir": fix(self.state_dir),
+            "run_file": fix(self.run_file) if self.run_file is not None else None,
+            "server": self.server.model_copy(update={"ca_cert": fix(self.server.ca_cert)}),
+            "keys": SiteKeySettings(private_key=fix(self.keys.private_key)),
+            "daemon": self.daemon.model_copy(update={"log_file": fix(self.daemon.log_file)}),
+        })
+
+
+def load_site_config(path: Path) -> SiteDeployConfig:
+    """Read ``site.toml`` and resolve its relative paths against its folder.
+
+    Raises:
+        ConfigError: missing file, invalid TOML or an invalid setting (each named).
+    """
+    if not path.is_file():
+        raise ConfigError(f"Site config {path} does not exist; expected the site.toml written by "
+                          "`fedmm site init --name NAME --data DIR --out DIR`.")
+    try:
+        raw: dict[str, Any] = tomllib.loads(path.read_text())
+        cfg = SiteDeployConfig.model_validate(raw)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path} is not valid TOML: {err}") from err
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err, source=str(path),
+                                                  model=SiteDeployConfig)) from err
+    return cfg.resolved(path.resolve().parent)
+
+
+def write_site_config(cfg: SiteDeployConfig, path: Path) -> Path:
+    """Write ``site.toml`` with a header saying what it is."""
+    doc = cfg.model_dump(mode="json", exclude_none=True)
+    header = ("# fedmm site config: `fedmm site check|stats|start --config this-file`.\n"
+              "# Relative paths are relative to this file's folder. Nothing in this file is "
+              "sent to the\n# coordinator; keys/site.key must stay on this machine.\n\n")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(header + tomli_w.dumps(doc))
+    return path

@@ -1,0 +1,103 @@
+"""One fine-tuning run: build the model from an encoder (or scratch), train, test, report."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from client.device import select_device
+from client.finetune.classification import evaluate_classification, train_classification
+from client.finetune.config import FinetuneConfig
+from client.finetune.data import label_subset, labelled_samples
+from client.finetune.segmentation import evaluate_segmentation, train_segmentation
+from shared.config import TrainConfig
+from shared.model import build_classifier, build_segmenter
+from shared.model.downstream import encoder_parameters
+
+RESULT_FILE = "finetune.json"
+
+
+@dataclass
+class FinetuneResult:
+    """Test-site metrics and what produced them."""
+
+    task: str
+    encoder: str
+    metrics: dict[str, float]
+    train_studies: int
+    test_studies: int
+    seconds: float
+    losses: list[float] = field(default_factory=list)
+    config: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+
+def resolve_encoder(encoder: str | Path | None) -> Path | None:
+    """``none`` -> None (scratch); a run folder -> its encoder.safetensors; a file -> itself."""
+    if encoder is None or str(encoder).lower() == "none":
+        return None
+    path = Path(encoder)
+    if path.is_dir():
+        path = path / "encoder.safetensors"
+    if not path.is_file():
+        raise ValueError(f"--encoder {encoder}: expected a run folder holding encoder.safetensors, "
+                         f"the file itself, or 'none' for training from scratch; found no {path}.")
+    return path
+
+
+def run_finetune(
+    *, encoder: str | Path | None, cfg: FinetuneConfig, data_root: Path,
+    train_sites: Sequence[str], test_sites: Sequence[str], cache_dir: Path,
+    out_dir: Path | None = None,
+) -> FinetuneResult:
+    """Fine-tune on the train sites' labelled studies (a seeded fraction) and test on others."""
+    if set(train_sites) & set(test_sites):
+        raise ValueError(f"train and test sites overlap: {sorted(set(train_sites) & set(test_sites))}; "
+                         "leave-site-out evaluation needs disjoint sites.")
+    started = time.perf_counter()
+    path = resolve_encoder(encoder)
+    device = select_device(TrainConfig())
+    train_all = labelled_samples(data_root, train_sites, data=cfg.data, cache_dir=cache_dir)
+    test = labelled_samples(data_root, test_sites, data=cfg.data, cache_dir=cache_dir)
+    if not test:
+        raise ValueError(f"the test sites {list(test_sites)} have no labelled studies.")
+    train = label_subset(train_all, fraction=cfg.label_fraction, seed=cfg.seed)
+    m = len(cfg.data.modalities)
+    torch.manual_seed(cfg.seed)  # same decoder/head initialisation for every variant
+    model: torch.nn.Module
+    if cfg.task == "segmentation":
+        model = build_segmenter(path, in_channels=m, out_channels=3, preset=cfg.preset)
+    else:
+        model = build_classifier(path, in_channels=m, num_classes=2, preset=cfg.preset)
+    model = model.to(device)
+    frozen = {id(p) for p in encoder_parameters(model)} if cfg.linear_probe else set()
+    params = [p for p in model.parameters() if id(p) not in frozen]
+    for p in encoder_parameters(model) if cfg.linear_probe else []:
+        p.requires_grad_(False)
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.task == "segmentation":
+        losses = train_segmentation(model, train, steps=cfg.steps, batch_size=cfg.batch_size,
+                                    crop=cfg.crop_size, optimizer=opt, device=device, seed=cfg.seed)
+        metrics = evaluate_segmentation(model, test, crop=cfg.crop_size, device=device)
+    else:
+        losses = train_classification(model, train, steps=cfg.steps, batch_size=cfg.batch_size,
+                                      size=cfg.class_size, optimizer=opt, device=device, seed=cfg.seed)
+        metrics = evaluate_classification(model, test, size=cfg.class_size, device=device)
+    result = FinetuneResult(
+        task=cfg.task, encoder=str(path) if path else "none", metrics=metrics,
+        train_studies=len(train), test_studies=len(test),
+        seconds=time.perf_counter() - started, losses=losses,
+        config=json.loads(cfg.model_dump_json()),
+    )
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / RESULT_FILE).write_text(result.to_json())
+    return result

@@ -1,0 +1,80 @@
+"""Non-federated pretraining baselines with the same code and compute as a federated run.
+
+* ``centralized``: all training sites' studies pooled in one place (the upper bound that
+  federation chases); AdaDN targets are the sites' exact statistics.
+* ``local_only``: one site alone, with the compute it would spend in the federation;
+  AdaDN targets are its own statistics (it never sees another site's).
+
+Both call the site's own ``train_round`` (client/train.py), so model, pretext task,
+optimizer, batches and crops are exactly those of a federated site.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from client.session import SiteSession, open_dataset
+from client.stats import own_modality_stats, summarize_site
+from client.train import train_round
+from server.checkpoints import export_encoder
+from shared.config import ModelConfig, RunConfig, SiteConfig
+from shared.model import build_encoder, global_state, load_global_state, resolve_preset
+from shared.stats_schema import StatsPool
+
+
+def pooled_site_folder(data_root: Path, sites: Sequence[str], dest: Path) -> Path:
+    """A folder holding every study of ``sites`` (symbolic links, no copies)."""
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    for site in sites:
+        for study in sorted((data_root / site).iterdir()):
+            if study.is_dir() and not study.name.startswith("."):
+                os.symlink(study.resolve(), dest / study.name)
+    return dest
+
+
+def exact_pool(cfg: RunConfig, site_dirs: Sequence[Path], *, state_root: Path) -> StatsPool:
+    """Every site's exact (un-noised) per-modality statistics, as a pool."""
+    per_modality: dict[str, list] = {}
+    for k, site_dir in enumerate(site_dirs):
+        ds = open_dataset(cfg, SiteConfig(data_dir=site_dir, state_dir=state_root / f"stats-{k}"))
+        own = own_modality_stats(summarize_site(ds.study_stats("train"),
+                                                modalities=cfg.data.modalities))
+        for name, stats in own.items():
+            per_modality.setdefault(name, []).append(stats)
+    return StatsPool(modalities={k: tuple(v) for k, v in per_modality.items()},
+                     contributors=len(site_dirs))
+
+
+def pretrain_alone(
+    cfg: RunConfig, *, data_dir: Path, steps: int, pool: StatsPool | None, out_dir: Path,
+) -> Path:
+    """Pretrain one encoder on one (possibly pooled) folder for ``steps`` steps; export it.
+
+    Returns:
+        ``out_dir/encoder.safetensors``, loadable like a federated export. Its
+        normalization parameters are the trained ones (nothing is site-local here).
+    """
+    preset = resolve_preset(cfg.model, cuda_available=torch.cuda.is_available())
+    cfg = cfg.model_copy(update={
+        "model": ModelConfig(**{**cfg.model.model_dump(), "preset": preset}),
+        "train": cfg.train.model_copy(update={"local_steps": steps}),
+    })
+    torch.manual_seed(cfg.seed)  # the same initial weights as the federated server
+    init = global_state(build_encoder(preset), site_local_norm=cfg.model.site_local_norm)
+    site = SiteConfig(data_dir=data_dir, state_dir=out_dir / "site")
+    result = train_round(cfg=cfg, site=site, global_arrays=init, pool=pool, server_round=1)
+    session = SiteSession.open(cfg, site, pool=pool)  # restores the trained local parts
+    load_global_state(session.encoder, result.arrays, site_local_norm=cfg.model.site_local_norm)
+    state = {k: v.detach().cpu() for k, v in session.encoder.state_dict().items()}
+    path, _ = export_encoder(out_dir, state, preset=preset,
+                             card={"format": "fedmm-encoder/1", "preset": preset,
+                                   "baseline": True, "steps": steps,
+                                   "train_loss": result.metrics.get("train-loss")})
+    return path

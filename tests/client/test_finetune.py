@@ -1,0 +1,90 @@
+"""Fine-tuning on tiny labelled sites: fair splits, label fractions, both tasks, CLI errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from client.finetune import FinetuneConfig, run_finetune
+from client.finetune.data import has_enhancing_tumour, label_subset
+from client.finetune.run import resolve_encoder
+from client.finetune.segmentation import to_regions
+from server.checkpoints import export_encoder
+from shared.config import DataConfig
+from shared.model import build_encoder
+from tests.client.site_data import SPACING, write_site
+
+DATA = DataConfig(spacing_mm=SPACING, crop_size=16, hist_bins=8)
+
+
+@pytest.fixture(scope="module")
+def sites(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("ft")
+    for name in ("a", "b", "c"):
+        write_site(root / name, num_studies=3)
+    return root
+
+
+def cfg(task: str, **kw) -> FinetuneConfig:
+    return FinetuneConfig(task=task, steps=2, crop_size=16, class_size=16, data=DATA, **kw)
+
+
+@pytest.mark.parametrize("task", ["segmentation", "classification"])
+def test_finetune_runs_and_reports_metrics(sites: Path, tmp_path: Path, task: str) -> None:
+    res = run_finetune(encoder=None, cfg=cfg(task), data_root=sites, train_sites=["a", "b"],
+                       test_sites=["c"], cache_dir=tmp_path / "cache", out_dir=tmp_path / "out")
+    keys = {"dice_tc", "dice_wt", "dice_et", "dice_mean"} if task == "segmentation" else {
+        "acc", "balanced_acc", "auc"}
+    assert keys <= set(res.metrics) and res.test_studies == 3 and res.train_studies == 6
+    assert json.loads((tmp_path / "out" / "finetune.json").read_text())["task"] == task
+
+
+def test_pretrained_and_scratch_share_everything_but_the_encoder(sites: Path, tmp_path: Path) -> None:
+    torch.manual_seed(5)
+    path, _ = export_encoder(tmp_path / "enc", build_encoder("cpu-small").state_dict(),
+                             preset="cpu-small", card={})
+    common = {"cfg": cfg("segmentation", linear_probe=True), "data_root": sites,
+              "train_sites": ["a"], "test_sites": ["b"], "cache_dir": tmp_path / "cache"}
+    scratch, pre = run_finetune(encoder="none", **common), run_finetune(encoder=path, **common)
+    assert scratch.train_studies == pre.train_studies and scratch.encoder == "none"
+    assert pre.encoder == str(path)
+
+
+def test_label_fraction_is_a_fixed_seeded_subset() -> None:
+    samples = [{"i": i} for i in range(20)]
+    a = label_subset(samples, fraction=0.1, seed=3)
+    assert a == label_subset(samples, fraction=0.1, seed=3) and len(a) == 2
+    assert a != label_subset(samples, fraction=0.1, seed=4)
+    assert len(label_subset(samples, fraction=0.5, seed=0)) == 10
+
+
+def test_overlapping_sites_are_refused(sites: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="overlap"):
+        run_finetune(encoder=None, cfg=cfg("segmentation"), data_root=sites, train_sites=["a"],
+                     test_sites=["a"], cache_dir=tmp_path)
+
+
+def test_targets_follow_brats_numbering() -> None:
+    label = torch.zeros(1, 4, 4, 4, dtype=torch.uint8)
+    label[0, 0, 0, 0], label[0, 1, 1, 1], label[0, 2, 2, 2] = 1, 2, 4
+    tc, wt, et = to_regions(label)
+    assert tc.sum() == 2 and wt.sum() == 3 and et.sum() == 1
+    assert has_enhancing_tumour(np.array([0, 4])) == 1 and has_enhancing_tumour(np.array([1, 2])) == 0
+
+
+def test_missing_encoder_file_says_what_was_expected(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"encoder\.safetensors"):
+        resolve_encoder(tmp_path)
+
+
+def test_cli_reports_bad_options(sites: Path) -> None:
+    exe = Path(sys.executable).parent / "fedmm"
+    proc = subprocess.run([str(exe), "finetune", "--encoder", "none", "--data-root", str(sites),
+                           "--label-fraction", "0"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "label_fraction" in proc.stdout + proc.stderr

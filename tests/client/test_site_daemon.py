@@ -1,0 +1,77 @@
+"""site.toml and the flower-supernode command line (without starting anything)."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from client.deploy_config import SiteDeployConfig, SiteServerSettings, load_site_config, write_site_config
+from client.keys import create_site_keys
+from client.site_config import resolve_site
+from client.site_daemon import SiteDaemonConfigError, check_ready, explain_exit, supernode_command
+from shared.config import ConfigError, RunConfig
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> SiteDeployConfig:
+    (tmp_path / "data with space").mkdir()
+    (tmp_path / "ca.crt").write_text("not checked here")
+    create_site_keys(tmp_path / "keys" / "site.key", comment="a")
+    cfg = SiteDeployConfig(name="hospital-a", data_dir=Path("data with space"),
+                           server=SiteServerSettings(address="fl.example.org:9093"))
+    return load_site_config(write_site_config(cfg, tmp_path / "site.toml"))
+
+
+def test_paths_resolve_against_the_config_folder(site: SiteDeployConfig, tmp_path: Path) -> None:
+    assert site.data_dir == (tmp_path / "data with space").resolve()
+    assert site.state_dir == (tmp_path / "state").resolve()
+    assert site.keys.private_key == (tmp_path / "keys" / "site.key").resolve()
+
+
+def test_supernode_uses_tls_the_key_and_a_local_runtime_port(site: SiteDeployConfig) -> None:
+    cmd = supernode_command(site)
+    assert cmd[cmd.index("--superlink") + 1] == "fl.example.org:9093"
+    assert cmd[cmd.index("--root-certificates") + 1] == str(site.server.ca_cert)
+    assert cmd[cmd.index("--auth-supernode-private-key") + 1] == str(site.keys.private_key)
+    assert cmd[cmd.index("--host") + 1] == "127.0.0.1"
+    assert "--insecure" not in cmd
+    insecure = supernode_command(site, insecure=True)
+    assert "--insecure" in insecure and "--auth-supernode-private-key" not in insecure
+
+
+def test_node_config_reaches_the_clientapp_as_the_site_folders(site: SiteDeployConfig) -> None:
+    cmd = supernode_command(site)
+    node_config = tomllib.loads(cmd[cmd.index("--node-config") + 1].replace('" ', '"\n'))
+    resolved = resolve_site(node_config, RunConfig())
+    assert resolved.data_dir == site.data_dir and resolved.state_dir == site.state_dir
+
+
+def test_check_ready_lists_every_problem_with_its_fix(tmp_path: Path) -> None:
+    cfg = SiteDeployConfig(name="b", data_dir=tmp_path / "nowhere").resolved(tmp_path)
+    with pytest.raises(SiteDaemonConfigError) as err:
+        check_ready(cfg)
+    text = str(err.value)
+    assert "[server].address is empty" in text and "ca_cert" in text
+    assert "fedmm site init" in text and "is not a folder" in text
+
+
+def test_exit_reasons_are_explained(site: SiteDeployConfig) -> None:
+    assert "not registered" in explain_exit(1, ["[code: 2004] Failed to activate SuperNode."], site)
+    assert "not signed by" in explain_exit(1, ["[SSL: CERTIFICATE_VERIFY_FAILED] ..."], site)
+    assert "requires TLS" in explain_exit(1, ["[Errno 104] Connection reset by peer"], site,
+                                          insecure=True)
+
+
+@pytest.mark.parametrize(("text", "match"), [
+    ('name = "a b"\ndata_dir = "d"\n', "name"),
+    ('name = "a"\ndata_dir = "d"\n[server]\naddress = "nohostport"\n', "host:port"),
+    ('name = "a"\n', "data_dir"),
+    ('name = "a"\ndata_dir = "d"\nsecret = 1\n', "Known settings"),
+], ids=["name", "address", "missing-data", "unknown"])
+def test_bad_site_config_names_the_setting(tmp_path: Path, text: str, match: str) -> None:
+    path = tmp_path / "site.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=match):
+        load_site_config(path)

@@ -1,0 +1,32 @@
+"""The quality benchmark's --quick smoke version runs end to end and writes its outputs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_quality_quick(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "quality.py"), "--quick",
+         "--out-dir", str(tmp_path / "results"), "--work-dir", str(tmp_path / "work")],
+        capture_output=True, text=True, timeout=900, cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    doc = json.loads((tmp_path / "results" / "quality_quick.json").read_text())
+    assert set(doc) >= {"config", "machine", "results", "command"}
+    for row in doc["results"].values():
+        assert set(row) == {"scratch", "local_only", "federated", "centralized"}
+        for entry in row.values():
+            assert {"dice_mean", "dice_std", "acc_mean", "acc_std"} <= set(entry)
+            assert 0.0 <= entry["dice_mean"] <= 1.0
+    assert (tmp_path / "results" / "quality_quick.png").stat().st_size > 5000
+    assert (tmp_path / "work" / "federated-seed0" / "report.html").exists()

@@ -1,0 +1,75 @@
+"""server.toml and the SuperLink command line: secure by default, insecure only when asked."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from server.certificates import create_certificates
+from server.deploy_config import (
+    ServerDeployConfig,
+    SuperLinkSettings,
+    load_server_config,
+    write_server_config,
+)
+from server.superlink_daemon import SuperLinkConfigError, superlink_command, write_connection
+from shared.config import ConfigError
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> ServerDeployConfig:
+    create_certificates(tmp_path / "certs")
+    path = write_server_config(ServerDeployConfig(superlink=SuperLinkSettings(port=9999)),
+                               tmp_path / "server.toml")
+    return load_server_config(path)
+
+
+def test_relative_paths_resolve_against_the_config_folder(config: ServerDeployConfig,
+                                                          tmp_path: Path) -> None:
+    assert config.tls.ca_cert == (tmp_path / "certs" / "ca.crt").resolve()
+    assert config.paths.database == (tmp_path / "state" / "superlink.db").resolve()
+    assert config.superlink.port == 9999
+
+
+def test_superlink_is_secure_by_default(config: ServerDeployConfig) -> None:
+    cmd = superlink_command(config)
+    for flag in ("--ssl-ca-certfile", "--ssl-certfile", "--ssl-keyfile", "--enable-supernode-auth",
+                 "--database", "--disable-runtime-dependency-installation", "--log-file"):
+        assert flag in cmd
+    assert "--insecure" not in cmd
+    assert cmd[cmd.index("--database") + 1] == str(config.paths.database)
+
+
+def test_missing_tls_refuses_to_start_unless_insecure_is_explicit(tmp_path: Path) -> None:
+    path = write_server_config(ServerDeployConfig(), tmp_path / "server.toml")
+    cfg = load_server_config(path)
+    with pytest.raises(SuperLinkConfigError, match="fedmm server init"):
+        superlink_command(cfg)
+    cmd = superlink_command(cfg, insecure=True)
+    assert "--insecure" in cmd and "--enable-supernode-auth" not in cmd
+    assert "--disable-runtime-dependency-installation" in cmd
+
+
+def test_cli_connection_trusts_only_the_consortium_ca(config: ServerDeployConfig) -> None:
+    conn = tomllib.loads(write_connection(config).read_text())["superlink"]
+    assert conn["default"] == "fedmm"
+    assert conn["fedmm"] == {"address": "127.0.0.1:9093", "root-certificates": str(config.tls.ca_cert)}
+    insecure = tomllib.loads(write_connection(config, insecure=True).read_text())["superlink"]["fedmm"]
+    assert insecure["insecure"] is True
+
+
+@pytest.mark.parametrize(("text", "match"), [
+    ('[superlink]\nport = 0\n', "superlink.port"),
+    ('[superlink]\npublic_address = "fl.example.org"\n', "host:port"),
+    ('[tls]\nca = "x"\n', "Known settings"),
+    ("[superlink\n", "not valid TOML"),
+], ids=["port", "address", "unknown-key", "toml"])
+def test_bad_server_config_names_the_setting(tmp_path: Path, text: str, match: str) -> None:
+    path = tmp_path / "server.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=match):
+        load_server_config(path)
+    with pytest.raises(ConfigError, match="fedmm server init"):
+        load_server_config(tmp_path / "missing.toml")

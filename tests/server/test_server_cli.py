@@ -1,0 +1,51 @@
+"""`fedmm server init|start|run` edges that need no SuperLink (in process)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from server.cli import server_app
+from server.deploy_config import load_server_config
+
+
+def invoke(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(server_app, list(args))
+    return result.exit_code, result.output
+
+
+def test_init_creates_a_coordinator_folder(tmp_path: Path) -> None:
+    out = tmp_path / "coord"
+    code, output = invoke("init", "--out", str(out), "--dns", "fl.example.org", "--ip", "10.0.0.5",
+                          "--port", "9443")
+    assert code == 0, output
+    cfg = load_server_config(out / "server.toml")
+    assert cfg.superlink.public_address == "fl.example.org:9443"
+    assert cfg.superlink.control_address == "127.0.0.1:9443" and cfg.superlink.port == 9443
+    for path in (cfg.tls.ca_cert, cfg.tls.server_cert, cfg.tls.server_key, out / "certs" / "ca.key"):
+        assert path.exists()
+    assert cfg.tls.server_key.stat().st_mode & 0o777 == 0o600
+    assert "fl.example.org" in output and "10.0.0.5" in output
+    code, output = invoke("init", "--out", str(out))
+    assert code == 2 and "--renew" in output
+    before = (out / "server.toml").read_text()
+    code, output = invoke("init", "--out", str(out), "--renew", "--dns", "fl2.example.org")
+    assert code == 0 and "fl2.example.org" in output
+    assert (out / "server.toml").read_text() == before
+
+
+def test_start_refuses_without_tls_files(tmp_path: Path) -> None:
+    invoke("init", "--out", str(tmp_path))
+    (tmp_path / "certs" / "server.key").unlink()
+    code, output = invoke("start", "--config", str(tmp_path / "server.toml"))
+    assert code == 2 and "--insecure" in output and "server.key" in output
+
+
+def test_run_rejects_a_bad_run_file_before_submitting(tmp_path: Path) -> None:
+    invoke("init", "--out", str(tmp_path))
+    run = tmp_path / "run.toml"
+    run.write_text("[federation]\nnum_rounds = 0\n")
+    code, output = invoke("run", "--config", str(run), "--server-config", str(tmp_path / "server.toml"))
+    assert code == 2 and "federation.num_rounds" in output
+    assert not (tmp_path / "runs").exists()
