@@ -7,15 +7,14 @@ CA are used by the local SuperNode. Relative paths are relative to the file's fo
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
-from typing import Any
 
 import tomli_w
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, field_validator
 
-from shared.config import ConfigError, FrozenModel, format_validation_error
+from shared.config import FrozenModel
 from shared.flower_cli import check_superlink_address
+from shared.run_file import read_toml_model
 
 SITE_CONFIG_FILE = "site.toml"
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
@@ -94,17 +93,9 @@ def load_site_config(path: Path) -> SiteDeployConfig:
     Raises:
         ConfigError: missing file, invalid TOML or an invalid setting (each named).
     """
-    if not path.is_file():
-        raise ConfigError(f"Site config {path} does not exist; expected the site.toml written by "
-                          "`fedmm site init --name NAME --data DIR --out DIR`.")
-    try:
-        raw: dict[str, Any] = tomllib.loads(path.read_text())
-        cfg = SiteDeployConfig.model_validate(raw)
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{path} is not valid TOML: {err}") from err
-    except ValidationError as err:
-        raise ConfigError(format_validation_error(err, source=str(path),
-                                                  model=SiteDeployConfig)) from err
+    cfg = read_toml_model(path, SiteDeployConfig, kind="Site config",
+                          example="the site.toml written by `fedmm site init --name NAME "
+                          "--data DIR --out DIR`")
     return cfg.resolved(path.resolve().parent)
 
 

@@ -7,15 +7,14 @@ folder made by ``fedmm server init`` can be moved or mounted into a container as
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
-from typing import Any
 
 import tomli_w
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, field_validator
 
-from shared.config import ConfigError, FrozenModel, format_validation_error
+from shared.config import FrozenModel
 from shared.flower_cli import check_superlink_address
+from shared.run_file import read_toml_model
 
 SERVER_CONFIG_FILE = "server.toml"
 #: The name of the coordinator's SuperLink connection in Flower's own config.toml.
@@ -85,17 +84,9 @@ def load_server_config(path: Path) -> ServerDeployConfig:
     Raises:
         ConfigError: missing file, invalid TOML or an invalid setting (each named).
     """
-    if not path.is_file():
-        raise ConfigError(f"Server config {path} does not exist; expected the server.toml written "
-                          "by `fedmm server init --out DIR` (or pass --config).")
-    try:
-        raw: dict[str, Any] = tomllib.loads(path.read_text())
-        cfg = ServerDeployConfig.model_validate(raw)
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{path} is not valid TOML: {err}") from err
-    except ValidationError as err:
-        raise ConfigError(format_validation_error(err, source=str(path),
-                                                  model=ServerDeployConfig)) from err
+    cfg = read_toml_model(path, ServerDeployConfig, kind="Server config",
+                          example="the server.toml written by `fedmm server init --out DIR`, "
+                          "or pass --config")
     return cfg.resolved(path.resolve().parent)
 
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from shared.config import ConfigError, RunConfig, validate_run_config
+from pydantic import BaseModel, ValidationError
+
+from shared.config import ConfigError, RunConfig, format_validation_error, validate_run_config
 
 #: RunConfig fields the command running the file fills in itself; a file may not set them.
 OWNED_FIELDS = ("out_dir", "resume", "sites")
@@ -34,6 +36,22 @@ def read_toml_file(path: Path, *, kind: str, example: str) -> dict[str, Any]:
         return tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{path} is not valid TOML: {err}") from err
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def read_toml_model(path: Path, model: type[M], *, kind: str, example: str) -> M:
+    """Read a TOML file and validate it as ``model``; errors name the file and each setting.
+
+    Raises:
+        ConfigError: the file is missing, is not valid TOML, or does not validate.
+    """
+    raw = read_toml_file(path, kind=kind, example=example)
+    try:
+        return model.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err, source=str(path), model=model)) from err
 
 
 def run_config_from_sections(raw: dict[str, Any], *, source: str, owner: str) -> RunConfig:
