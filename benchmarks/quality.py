@@ -50,7 +50,7 @@ class QualityConfig:
     local_steps: int = 15
     pretrain_crop: int = 32
     # 50 steps left every variant at Dice ~0.06 (nothing learnt, nothing to compare; see
-    # benchmarks/results/quality.md): fine-tuning must be long enough for scratch to learn.
+    # benchmarks/results/quality_50steps.md): fine-tuning must be long enough for scratch to learn.
     finetune_steps: int = 250
     classify_steps: int = 250
     finetune_crop: int = 32
