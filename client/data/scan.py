@@ -80,6 +80,24 @@ def duplicate(path: Path, what: str, *, kept: Path) -> DataProblem:
     )
 
 
+def suffixed_niftis(folder: Path, prefix: str, *, problems: list[DataProblem]) -> list[tuple[str, Path]]:
+    """``(suffix, path)`` of each NIfTI in ``folder`` named ``<prefix><suffix>.nii[.gz]``.
+
+    Any other visible file is recorded as a problem (with the expected pattern) and skipped.
+    """
+    found = []
+    for path in visible_children(folder):
+        stem = nifti_stem(path.name)
+        if stem is None or not stem.startswith(prefix):
+            problems.append(DataProblem(
+                path=path, problem=f"expected {prefix}<modality>.nii.gz, got {path.name!r}.",
+                fix="rename it to the pattern or move it out of the case folder.",
+            ))
+            continue
+        found.append((stem[len(prefix):], path))
+    return found
+
+
 def modality_or_problem(name: str, path: Path, *, problems: list[DataProblem]) -> str | None:
     """The canonical modality for ``name``, or None after recording a problem for ``path``."""
     try:

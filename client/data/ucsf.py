@@ -9,8 +9,14 @@ from typing import ClassVar
 
 from client.data.adapter import DataProblem, Discovery, StudyRecord, register_adapter
 from client.data.csv_table import read_csv
-from client.data.scan import duplicate, nifti_stem, no_study_error, require_folder, visible_children
-from shared.modalities import canonical_modality
+from client.data.scan import (
+    duplicate,
+    modality_or_problem,
+    no_study_error,
+    require_folder,
+    suffixed_niftis,
+    visible_children,
+)
 
 __all__ = ["UcsfPdgmAdapter"]
 
@@ -87,26 +93,14 @@ class UcsfPdgmAdapter:
     ) -> tuple[dict[str, Path], Path | None]:
         images: dict[str, Path] = {}
         label: Path | None = None
-        prefix = case + "_"
-        for path in visible_children(folder):
-            stem = nifti_stem(path.name)
-            if stem is None or not stem.startswith(prefix):
-                problems.append(DataProblem(
-                    path=path, problem=f"expected {prefix}<modality>.nii.gz, got {path.name!r}.",
-                    fix="rename it to the pattern or move it out of the case folder.",
-                ))
-                continue
-            suffix = stem[len(prefix):]
+        for suffix, path in suffixed_niftis(folder, case + "_", problems=problems):
             if suffix.lower() == _LABEL:
                 label = path
                 continue
             if _IGNORED.match(suffix):
                 continue
-            try:
-                modality = canonical_modality(suffix)
-            except ValueError as err:
-                problems.append(DataProblem(path=path, problem=f"unknown modality {suffix!r}: {err}",
-                                            fix="rename the file or remove it."))
+            modality = modality_or_problem(suffix, path, problems=problems)
+            if modality is None:
                 continue
             if modality in images:
                 problems.append(duplicate(path, modality, kept=images[modality]))

@@ -11,9 +11,9 @@ from client.data.adapter import DataProblem, Discovery, StudyRecord, register_ad
 from client.data.scan import (
     duplicate,
     modality_or_problem,
-    nifti_stem,
     no_study_error,
     require_folder,
+    suffixed_niftis,
     visible_children,
 )
 
@@ -89,16 +89,8 @@ class UpennGbmAdapter:
     @staticmethod
     def _images(folder: Path, *, problems: list[DataProblem]) -> dict[str, Path]:
         images: dict[str, Path] = {}
-        prefix = folder.name + "_"
-        for path in visible_children(folder):
-            stem = nifti_stem(path.name)
-            if stem is None or not stem.startswith(prefix):
-                problems.append(DataProblem(
-                    path=path, problem=f"expected {prefix}<modality>.nii.gz, got {path.name!r}.",
-                    fix="rename it to the pattern or move it out of the case folder.",
-                ))
-                continue
-            modality = modality_or_problem(stem[len(prefix):], path, problems=problems)
+        for suffix, path in suffixed_niftis(folder, folder.name + "_", problems=problems):
+            modality = modality_or_problem(suffix, path, problems=problems)
             if modality is None:
                 continue
             if modality in images:
