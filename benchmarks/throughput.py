@@ -34,7 +34,8 @@ from simulations.phantom import PhantomConfig, generate_phantom
 def plain_loop(cfg: RunConfig, site: SiteConfig, *, steps: int) -> float:
     """A hand-written loop over the same model and batches; returns samples/s."""
     session = SiteSession.open(cfg, site, pool=None)
-    enc, head, task, device = session.encoder, session.head, session.task, session.device
+    enc, device = session.encoder, session.device
+    task, head = session.pretext.tasks[0], session.heads[session.pretext.tasks[0].name]
     opt = torch.optim.AdamW([*enc.parameters(), *head.parameters()], lr=cfg.train.lr)
     batches = session.dataset.train_batches(batch_size=cfg.data.batch_size, seed=123)
     gen = torch.Generator().manual_seed(0)

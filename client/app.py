@@ -53,7 +53,6 @@ def train(msg: Message, context: Context) -> Message:
 @app.evaluate()
 def evaluate(msg: Message, context: Context) -> Message:
     """Held-out pretext loss of the current global encoder."""
-    inputs = _round_inputs(msg, context)
-    del inputs["server_round"]  # evaluation uses fixed crops, whatever the round
-    result = evaluate_round(**inputs)
+    # Fixed crops whatever the round; the round only switches a task's warm-up stages.
+    result = evaluate_round(**_round_inputs(msg, context))
     return Message(RecordDict({RecordKey.METRICS: MetricRecord({**result.metrics})}), reply_to=msg)

@@ -16,7 +16,7 @@ from flwr.clientapp.typing import ClientAppCallable
 from pydantic import ValidationError
 
 from shared.config import RunConfig
-from shared.keys import Action, ConfigKey, MetricKey, RecordKey
+from shared.keys import Action, ConfigKey, MetricKey, RecordKey, task_metric_key
 from shared.model import build_encoder, global_state, resolve_preset
 from shared.stats_schema import SiteStats
 from shared.wire import decode_round_config
@@ -57,7 +57,7 @@ def check_reply(content: RecordDict, *, action: str, cfg: RunConfig) -> None:
         if isinstance(record, ArrayRecord):
             _check_arrays(record, cfg)
         elif isinstance(record, MetricRecord):
-            _check_metrics(record)
+            _check_metrics(record, cfg)
         else:
             _check_stats(record)
 
@@ -77,10 +77,18 @@ def _check_arrays(record: ArrayRecord, cfg: RunConfig) -> None:
             )
 
 
-def _check_metrics(record: MetricRecord) -> None:
-    unknown = sorted(set(record) - _METRIC_NAMES)
+def allowed_metric_names(cfg: RunConfig) -> frozenset[str]:
+    """The fixed metric names plus each of the run's pretext tasks' loss shares."""
+    per_task = {task_metric_key(k, n) for k in (MetricKey.TRAIN_LOSS, MetricKey.EVAL_LOSS)
+                for n in cfg.pretext_names}
+    return _METRIC_NAMES | per_task
+
+
+def _check_metrics(record: MetricRecord, cfg: RunConfig) -> None:
+    allowed = allowed_metric_names(cfg)
+    unknown = sorted(set(record) - allowed)
     if unknown:
-        raise OutgoingMessageError(f"metrics {unknown} are not in the allowed set {sorted(_METRIC_NAMES)}")
+        raise OutgoingMessageError(f"metrics {unknown} are not in the allowed set {sorted(allowed)}")
     for name, value in record.items():
         if not isinstance(value, int | float) or isinstance(value, bool):
             raise OutgoingMessageError(f"metric {name!r} must be one number, got {type(value).__name__}")

@@ -18,7 +18,7 @@ from client.stats import own_modality_stats, summarize_site
 from shared.config import DataConfig, RunConfig, SiteConfig
 from shared.model import MultiModalEncoder, build_encoder, global_parameter_names, resolve_preset
 from shared.model.site_local import ENCODER_PREFIX
-from shared.pretext import PretextTask, TaskContext, build_pretext
+from shared.pretext import PretextMixture, TaskContext
 from shared.stats_schema import StatsPool
 
 log = logging.getLogger(__name__)
@@ -56,31 +56,35 @@ class SiteSession:
     dataset: SiteDataset
     device: torch.device
     encoder: MultiModalEncoder
-    task: PretextTask
-    head: nn.Module
+    pretext: PretextMixture
     state: SiteState
 
     @classmethod
-    def open(cls, cfg: RunConfig, site: SiteConfig, *, pool: StatsPool | None) -> SiteSession:
+    def open(cls, cfg: RunConfig, site: SiteConfig, *, pool: StatsPool | None,
+             server_round: int = 0) -> SiteSession:
         dataset = open_dataset(cfg, site)
         device = select_device(cfg.train)
         encoder = build_encoder(resolve_preset(cfg.model, cuda_available=device.type == "cuda"))
         own = own_modality_stats(
             summarize_site(dataset.study_stats("train"), modalities=cfg.data.modalities)
         )
-        task = build_pretext(
-            cfg.pretext,
-            context=TaskContext(modalities=cfg.data.modalities, pool=pool, own_stats=own),
-        )
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(cfg.seed)  # a new site's head starts the same way every time
-            head = task.build_head(encoder.out_dim)
+        context = TaskContext(modalities=cfg.data.modalities, pool=pool, own_stats=own,
+                              server_round=server_round, crop_size=cfg.data.crop_size)
+        # A new site's heads start the same way every time (seeded by the run's seed).
+        pretext = PretextMixture.build(cfg.pretext, context=context, encoder=encoder, seed=cfg.seed)
         state = SiteState.load(site.state_dir)
-        if task.name in state.heads:
-            head.load_state_dict(state.heads[task.name])
+        for name, head in pretext.heads.items():
+            if name in state.heads:
+                head.load_state_dict(state.heads[name])
         if state.encoder_local:
             encoder.load_state_dict(state.encoder_local, strict=False)
-        return cls(cfg, site, dataset, device, encoder.to(device), task, head.to(device), state)
+        pretext.heads.to(device)
+        return cls(cfg, site, dataset, device, encoder.to(device), pretext, state)
+
+    @property
+    def heads(self) -> nn.ModuleDict:
+        """The pretext tasks' site-local heads, by task name."""
+        return self.pretext.heads
 
     def local_encoder_state(self) -> dict[str, torch.Tensor]:
         """The encoder entries that never leave the site."""
@@ -94,7 +98,8 @@ class SiteSession:
     def save_state(self, *, server_round: int | None = None, optimizer: torch.optim.Optimizer | None = None,
                    optimizer_signature: str = "") -> None:
         """Persist head, site-local encoder parts and optimizer to the site's disk."""
-        self.state.heads[self.task.name] = {k: v.detach().cpu() for k, v in self.head.state_dict().items()}
+        for name, head in self.heads.items():
+            self.state.heads[name] = {k: v.detach().cpu() for k, v in head.state_dict().items()}
         self.state.encoder_local = self.local_encoder_state()
         if optimizer is not None:
             self.state.optimizer = optimizer.state_dict()

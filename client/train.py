@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
+from collections import Counter, defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -12,11 +14,20 @@ import torch
 from client.device import autocast_for
 from client.session import SiteSession, site_seed
 from shared.config import RunConfig, SiteConfig
-from shared.keys import MetricKey
+from shared.keys import MetricKey, task_metric_key
 from shared.model import global_state, load_global_state
 from shared.stats_schema import StatsPool
 
 log = logging.getLogger(__name__)
+
+
+def _per_task(base: MetricKey, values: Mapping[str, list[float]],
+              names: tuple[str, ...]) -> dict[str, float]:
+    """Each task's mean loss under its own metric name, when several tasks train together."""
+    if len(names) < 2:
+        return {}
+    return {task_metric_key(base, n): float(sum(values[n]) / len(values[n]))
+            for n in names if values.get(n)}
 
 
 @dataclass(frozen=True)
@@ -28,8 +39,9 @@ class RoundResult:
 
 
 def _optimizer(session: SiteSession) -> tuple[torch.optim.Optimizer, str]:
-    params = [*session.encoder.parameters(), *session.head.parameters()]
-    signature = f"{session.task.name}:" + ",".join(str(tuple(p.shape)) for p in params)
+    params = [*session.encoder.parameters(), *session.heads.parameters()]
+    signature = ("+".join(session.pretext.names) + ":"
+                 + ",".join(str(tuple(p.shape)) for p in params))
     opt = torch.optim.AdamW(params, lr=session.cfg.train.lr,
                             weight_decay=session.cfg.train.weight_decay)
     if session.state.optimizer is not None:
@@ -55,34 +67,35 @@ def train_round(
     global entries plus metrics.
     """
     started = time.perf_counter()
-    session = SiteSession.open(cfg, site, pool=pool)
+    session = SiteSession.open(cfg, site, pool=pool, server_round=server_round)
     load_global_state(session.encoder, global_arrays, site_local_norm=cfg.model.site_local_norm)
     opt, signature = _optimizer(session)
     seed = site_seed(cfg, site, server_round)
     generator = torch.Generator().manual_seed(seed)
     batches = session.dataset.train_batches(batch_size=cfg.data.batch_size, seed=seed)
     session.encoder.train()
-    session.head.train()
+    session.pretext.train()
+    autocast = functools.partial(autocast_for, session.device, enabled=cfg.train.amp)
     losses: list[float] = []
-    examples = skipped = 0
+    task_losses: dict[str, list[float]] = defaultdict(list)
+    skipped: Counter[str] = Counter()
+    examples = 0
     for _ in range(cfg.train.local_steps):
-        views = session.task.make_views(next(batches), generator)
-        skipped += views.skipped_studies
-        if views.empty:
+        step = session.pretext.step(next(batches), generator, encoder=session.encoder,
+                                    device=session.device, autocast=autocast)
+        skipped.update(step.skipped)
+        if step.total is None:
             continue
-        views = views.to(session.device)
-        with autocast_for(session.device, enabled=cfg.train.amp):
-            loss = session.task.loss(views, encoder=session.encoder, head=session.head)
         opt.zero_grad(set_to_none=True)
-        (loss * cfg.pretext.weight).backward()
+        step.total.backward()
         opt.step()
-        losses.append(float(loss.detach()))
-        examples += views.num_studies
-    if skipped:
-        log.warning(
-            "%d studies in this round's batches cannot serve %s (it needs >= %d modalities); "
-            "they were skipped.", skipped, session.task.name, session.task.requirements.min_modalities,
-        )
+        losses.append(float(step.total.detach()))
+        for name, value in step.per_task.items():
+            task_losses[name].append(value)
+        examples += step.num_studies
+    warning = session.pretext.skip_warning(skipped)
+    if warning:
+        log.warning("%s", warning)
     session.save_state(server_round=server_round, optimizer=opt, optimizer_signature=signature)
     return RoundResult(
         arrays=global_state(session.encoder, site_local_norm=cfg.model.site_local_norm),
@@ -90,7 +103,8 @@ def train_round(
             MetricKey.NUM_EXAMPLES: examples,
             MetricKey.TRAIN_LOSS: float(sum(losses) / len(losses)) if losses else float("nan"),
             MetricKey.STEPS: len(losses),
-            MetricKey.SKIPPED: skipped,
+            MetricKey.SKIPPED: max(skipped.values(), default=0),
             MetricKey.SECONDS: time.perf_counter() - started,
+            **_per_task(MetricKey.TRAIN_LOSS, task_losses, session.pretext.names),
         },
     )

@@ -35,6 +35,6 @@ def resolve_run_config(run_config: dict[str, object]) -> tuple[RunConfig, str]:
 def main(grid: Grid, context: Context) -> None:
     cfg, preset = resolve_run_config(dict(context.run_config))
     log.info("fedmm run: %d rounds, pretext %s, encoder %s, out %s", cfg.federation.num_rounds,
-             cfg.pretext.name, preset, cfg.out_dir)
+             "+".join(cfg.pretext_names), preset, cfg.out_dir)
     path = run_pretraining(grid, cfg, preset=preset)
     log.info("Exported the pretrained encoder to %s", path)

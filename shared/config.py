@@ -78,15 +78,22 @@ class AdaDNConfig(FrozenModel):
     """AdaDN-style augmentation (our reconstruction of Wen et al. 2023; METHODS.md A)."""
 
     probability: float = Field(default=0.8, ge=0, le=1, description="Chance a view is denormalized.")
-    target: Literal["pool", "own_site"] = Field(
+    target: Literal["pool", "own_site", "pool_jitter"] = Field(
         default="pool",
-        description="Where target statistics come from: the server's anonymized pool "
+        description="Where target statistics come from: 'pool' = the server's anonymized pool "
         "(other sites' appearance; falls back to own-site stats when the pool lacks the "
-        "modality) or this site's own statistics.",
+        "modality), 'own_site' = this site's own statistics, 'pool_jitter' = a draw around a "
+        "pool entry (mean +- jitter x std, std x (1 +- jitter)).",
     )
+    jitter: float = Field(default=0.1, ge=0, le=1, description="Spread of 'pool_jitter' draws.")
     interpolate: bool = Field(
         default=False,
-        description="Blend source and target moments with l ~ U(0, 1) instead of l = 1.",
+        description="Blend source and target statistics with l ~ U(0, 1) instead of l = 1.",
+    )
+    matching: Literal["moments", "histogram"] = Field(
+        default="moments",
+        description="'moments': match foreground mean and std; 'histogram': map the "
+        "foreground intensity quantiles onto the target's (histogram matching).",
     )
 
 
@@ -94,15 +101,99 @@ class CrossModalContrastiveConfig(FrozenModel):
     """InfoNCE with positives = two modalities of one study at one location (Wen et al. 2023)."""
 
     name: Literal["cross_modal_contrastive"] = "cross_modal_contrastive"
-    weight: float = Field(default=1.0, gt=0)
+    weight: float = Field(default=1.0, gt=0, description="Weight of this task's loss in the sum.")
     temperature: float = Field(default=0.1, gt=0, le=10)
     projection_dim: int = Field(default=64, ge=8)
     adadn: AdaDNConfig = AdaDNConfig()
 
 
+class ModalityPuzzleConfig(FrozenModel):
+    """SLeM modality-block recombination: classify which modality fills each block."""
+
+    name: Literal["modality_puzzle"] = "modality_puzzle"
+    weight: float = Field(default=1.0, gt=0, description="Weight of this task's loss in the sum.")
+    repetition: bool = Field(
+        default=False,
+        description="False: the four blocks take four distinct modalities (4! = 24 classes "
+        "for four modalities); True: any modality per block (M^4 classes).",
+    )
+    blocks: Literal["quadrants", "octant_pairs"] = Field(
+        default="quadrants",
+        description="How the crop is split into four blocks (our reconstruction): "
+        "'quadrants' = 2x2 in the H-W plane through the whole depth; 'octant_pairs' = 2x2 "
+        "in the D-H plane through the whole width.",
+    )
+
+
+class MaskedModalityReconstructionConfig(FrozenModel):
+    """BrainMVP: masked blocks filled from templates / another modality, reconstructed."""
+
+    name: Literal["masked_modality_reconstruction"] = "masked_modality_reconstruction"
+    weight: float = Field(default=1.0, gt=0, description="Weight of this task's loss in the sum.")
+    block_size: int = Field(default=8, ge=2, description="Edge of the cubic masking blocks (voxels).")
+    mask_ratio: float = Field(default=0.8, gt=0, lt=1, description="Fraction of blocks masked.")
+    template_size: int = Field(
+        default=32, ge=4, le=128,
+        description="Edge of each modality's learnable template, which spans the whole "
+        "(brain-cropped) volume; a crop reads its window by trilinear resampling.",
+    )
+    cross_modal_from_round: int = Field(
+        default=2, ge=1,
+        description="First round in which view 2 fills masked blocks from another modality "
+        "of the same study (the warm-up before it uses templates only).",
+    )
+    contrastive_from_round: int = Field(
+        default=3, ge=1, description="First round with the modality-aware contrastive loss."
+    )
+    rec_weight_view1: float = Field(default=10.0, ge=0, description="BrainMVP: 10 x rec(view 1).")
+    rec_weight_view2: float = Field(default=1.0, ge=0, description="BrainMVP: 1 x rec(view 2).")
+    contrastive_weight: float = Field(default=1.0, ge=0, description="BrainMVP: 1 x contrastive.")
+    temperature: float = Field(default=1.0, gt=0, le=10, description="BrainMVP uses 1.0.")
+    share_templates: bool = Field(
+        default=False,
+        description="Aggregate the templates with the encoder. Off by default: a template "
+        "converges to an average image of a site's patients, so sending it reveals more "
+        "than encoder weights do (docs/privacy.md).",
+    )
+
+
+class RelativeSlicePositionConfig(FrozenModel):
+    """Anatomy planes: regress a slice's normalised position along the stack."""
+
+    name: Literal["relative_slice_position"] = "relative_slice_position"
+    weight: float = Field(default=1.0, gt=0, description="Weight of this task's loss in the sum.")
+    axis: Literal["axial", "coronal", "sagittal", "random"] = Field(
+        default="axial", description="Stack direction; 'random' picks one per study."
+    )
+    slices_per_study: int = Field(default=4, ge=1, le=32, description="Slices sampled per study.")
+    slab_thickness: int = Field(default=1, ge=1, le=16, description="Voxels per slice (1 = a slice).")
+
+
+class PlaneIntersectionConfig(FrozenModel):
+    """Anatomy planes: regress the heat map of the line where two oblique planes meet."""
+
+    name: Literal["plane_intersection"] = "plane_intersection"
+    weight: float = Field(default=1.0, gt=0, description="Weight of this task's loss in the sum.")
+    sigma: float = Field(
+        default=1.5, gt=0, le=16,
+        description="Gaussian width of the line heat map in plane pixels (the paper's 6 px on "
+        "224^2, scaled to fedmm's smaller planes).",
+    )
+    max_tilt_deg: float = Field(
+        default=90.0, gt=0, le=90, description="Largest tilt of a plane away from the axial one."
+    )
+
+
 #: Discriminated union over every registered pretext task's config (tests keep it in
 #: step with the registry in shared/pretext/registry.py).
-PretextConfig = Annotated[CrossModalContrastiveConfig, Field(discriminator="name")]
+PretextConfig = Annotated[
+    CrossModalContrastiveConfig
+    | ModalityPuzzleConfig
+    | MaskedModalityReconstructionConfig
+    | RelativeSlicePositionConfig
+    | PlaneIntersectionConfig,
+    Field(discriminator="name"),
+]
 
 
 # --------------------------------------------------------------------------- training
@@ -119,11 +210,47 @@ class TrainConfig(FrozenModel):
     eval_batches: int = Field(default=2, ge=1, description="Held-out batches per evaluation.")
 
 
+StrategyName = Literal[
+    "fedavg", "fedema", "fedprox", "fedavgm", "fedadam", "fedmedian", "fedtrimmedavg"
+]
+
+
+class StrategyConfig(FrozenModel):
+    """How site updates are combined: one of Flower's strategies, encoder-only.
+
+    ``fedema`` is FedAvg on the server plus FedEMA's divergence-aware blending on each
+    site (Zhuang et al., ICLR 2022; METHODS.md). ``fedprox`` adds the proximal term
+    ``mu / 2 ||w - w_global||^2`` to every site's local loss.
+    """
+
+    name: StrategyName = Field(default="fedavg", description="Aggregation strategy.")
+    fedema_tau: float = Field(
+        default=0.7, gt=0, description="FedEMA: lambda = tau / ||W_g - W_k|| fixed in a site's "
+        "first blended round; mu = min(lambda ||W_g - W_k||, 1).",
+    )
+    proximal_mu: float = Field(default=0.01, ge=0, description="FedProx: weight of the proximal term.")
+    server_learning_rate: float = Field(default=1.0, gt=0, description="FedAvgM: server step size.")
+    server_momentum: float = Field(default=0.9, ge=0, lt=1, description="FedAvgM: momentum.")
+    eta: float = Field(default=1e-2, gt=0, description="FedAdam: server learning rate.")
+    eta_l: float = Field(default=1e-1, gt=0, description="FedAdam: client learning rate (Flower's).")
+    beta_1: float = Field(default=0.9, ge=0, lt=1, description="FedAdam: first-moment decay.")
+    beta_2: float = Field(default=0.99, ge=0, lt=1, description="FedAdam: second-moment decay.")
+    tau: float = Field(default=1e-3, gt=0, description="FedAdam: adaptivity (epsilon).")
+    trim_beta: float = Field(
+        default=0.2, ge=0, lt=0.5, description="FedTrimmedAvg: fraction cut from each end."
+    )
+
+
 class FederationConfig(FrozenModel):
     """The server's round protocol."""
 
     num_rounds: int = Field(default=5, ge=1)
-    strategy: Literal["fedavg"] = "fedavg"
+    strategy: StrategyConfig = StrategyConfig()
+
+    @field_validator("strategy", mode="before")
+    @classmethod
+    def _name_only(cls, value: Any) -> Any:
+        return {"name": value} if isinstance(value, str) else value
     min_nodes: int = Field(default=2, ge=1, description="Sites needed before round 0 starts.")
     quorum: float = Field(
         default=0.5, gt=0, le=1,
@@ -177,11 +304,36 @@ class RunConfig(FrozenModel):
     resume: bool = Field(default=False, description="Continue from out_dir's last checkpoint.")
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
-    pretext: PretextConfig = CrossModalContrastiveConfig()
+    pretext: tuple[PretextConfig, ...] = Field(
+        default=(CrossModalContrastiveConfig(),), min_length=1,
+        description="Pretext tasks trained together; the local loss is the weighted sum. "
+        "A single table is accepted for one task.",
+    )
     train: TrainConfig = TrainConfig()
     federation: FederationConfig = FederationConfig()
     privacy: PrivacyConfig = PrivacyConfig()
     sites: SimulatedSitesConfig | None = None
+
+    @field_validator("pretext", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        if isinstance(value, dict | BaseModel):
+            return (value,)
+        return value
+
+    @field_validator("pretext")
+    @classmethod
+    def _distinct_tasks(cls, value: tuple[Any, ...]) -> tuple[Any, ...]:
+        names = [t.name for t in value]
+        if len(set(names)) != len(names):
+            raise ValueError(f"each pretext task may appear once, got {names}; "
+                             "merge the duplicates into one entry")
+        return value
+
+    @property
+    def pretext_names(self) -> tuple[str, ...]:
+        """The run's pretext task names, in config order."""
+        return tuple(t.name for t in self.pretext)
 
     @model_validator(mode="after")
     def _absolute_out(self) -> RunConfig:

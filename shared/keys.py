@@ -42,5 +42,10 @@ class MetricKey(StrEnum):
     SKIPPED = "skipped-studies"
 
 
+def task_metric_key(base: MetricKey, task: str) -> str:
+    """One pretext task's share of a loss metric, e.g. ``train-loss.modality_puzzle``."""
+    return f"{base.value}.{task}"
+
+
 #: Flower's own run_config key under which the whole RunConfig travels as JSON.
 RUN_CONFIG_KEY = "fedmm-config"

@@ -16,6 +16,7 @@ from client.finetune.cli import finetune_command
 from server.cli import server_app
 from shared.config import ConfigError
 from shared.pretext import available_pretexts
+from shared.pretext.selection import parse_pretext_option
 from simulations.phantom.cli import phantom_command
 from simulations.scenario import build_scenario, deep_merge, read_scenario_file
 from simulations.simulate import SCENARIO_FILE, SimulationError, run_simulation, summarize
@@ -36,7 +37,7 @@ app.add_typer(data_app, name="data")
 
 def _overrides(*, sites: int | None, rounds: int | None, local_steps: int | None,
                pretext: str | None, data_root: Path | None, seed: int | None,
-               subjects_per_site: int | None) -> dict[str, Any]:
+               subjects_per_site: int | None, strategy: str | None = None) -> dict[str, Any]:
     raw: dict[str, Any] = {}
     if sites is not None:
         raw.setdefault("simulation", {})["sites"] = sites
@@ -46,14 +47,13 @@ def _overrides(*, sites: int | None, rounds: int | None, local_steps: int | None
         raw.setdefault("simulation", {}).setdefault("phantom", {})["subjects_per_site"] = (
             subjects_per_site)
     if rounds is not None:
-        raw["federation"] = {"num_rounds": rounds}
+        raw.setdefault("federation", {})["num_rounds"] = rounds
     if local_steps is not None:
         raw["train"] = {"local_steps": local_steps}
     if pretext is not None:
-        if pretext not in available_pretexts():
-            raise ConfigError(f"--pretext {pretext!r} is not a registered pretext task; "
-                              f"available: {available_pretexts()}.")
-        raw["pretext"] = {"name": pretext}
+        raw["pretext"] = parse_pretext_option(pretext)
+    if strategy is not None:
+        raw.setdefault("federation", {})["strategy"] = {"name": strategy}
     if seed is not None:
         raw["seed"] = seed
     return raw
@@ -70,7 +70,12 @@ def simulate_command(
     local_steps: Annotated[int | None, typer.Option(
         help="Optimizer steps per site per round (default 20).")] = None,
     pretext: Annotated[str | None, typer.Option(
-        help="Pretext task name (default cross_modal_contrastive).")] = None,
+        help="Pretext tasks, comma-separated, each optionally NAME:WEIGHT, e.g. "
+        f"'masked_modality_reconstruction,modality_puzzle:0.5'. Available: "
+        f"{', '.join(available_pretexts())}.")] = None,
+    strategy: Annotated[str | None, typer.Option(
+        help="Aggregation: fedavg (default), fedema, fedprox, fedavgm, fedadam, fedmedian, "
+        "fedtrimmedavg. Their settings live in the scenario's [federation.strategy].")] = None,
     data_root: Annotated[Path | None, typer.Option(
         help="Folder with one sub-folder per site (BraTS 2021 layout), or, when the scenario "
         "sets [simulation] layout, one dataset in its original layout to split into sites "
@@ -93,7 +98,8 @@ def simulate_command(
             if not saved.is_file():
                 raise ConfigError(f"--resume {resume}: {saved} not found. Expected the output "
                                   "folder of an earlier `simulate` run.")
-            others = [config, sites, local_steps, pretext, data_root, subjects_per_site, out, seed]
+            others = [config, sites, local_steps, pretext, data_root, subjects_per_site, out, seed,
+                      strategy]
             if any(v is not None for v in others):
                 raise ConfigError("--resume continues a run with its saved settings; only "
                                   "--rounds may be given with it.")
@@ -109,7 +115,8 @@ def simulate_command(
             raw = read_scenario_file(config) if config is not None else {}
             raw = deep_merge(raw, _overrides(
                 sites=sites, rounds=rounds, local_steps=local_steps, pretext=pretext,
-                data_root=data_root, seed=seed, subjects_per_site=subjects_per_site))
+                data_root=data_root, seed=seed, subjects_per_site=subjects_per_site,
+                strategy=strategy))
             scenario = build_scenario(raw, source=str(config) if config else "options")
             stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
             out_dir = out if out is not None else Path("runs") / stamp

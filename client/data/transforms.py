@@ -34,6 +34,7 @@ from shared.config import DataConfig
 
 __all__ = [
     "BATCH_KEYS",
+    "BOX_KEY",
     "FOREGROUND_MARGIN",
     "IMAGE_KEY",
     "LABEL_KEY",
@@ -57,8 +58,11 @@ PRESENT_KEY = "present"
 LABEL_KEY = "label"
 STUDY_KEY = "study_id"
 STATS_KEYS = ("fg_mean", "fg_std", "fg_hist")
+#: Where a crop lies in its (brain-cropped) volume: ``(2, 3)`` = relative start and end
+#: per axis in [0, 1]; anatomy-aware pretext tasks (slice position) read it.
+BOX_KEY = "crop_box"
 #: What a training / evaluation batch holds (labels and ids stay out of it).
-BATCH_KEYS = (IMAGE_KEY, PRESENT_KEY, *STATS_KEYS)
+BATCH_KEYS = (IMAGE_KEY, PRESENT_KEY, *STATS_KEYS, BOX_KEY)
 #: Voxels kept around the union foreground when cropping to the brain.
 FOREGROUND_MARGIN = 2
 # Bump when the deterministic pipeline changes in a way the config does not capture:
@@ -429,11 +433,15 @@ class RelativeCropd(MapTransform, Randomizable):
     ``u ~ U(0, 1)^3`` is drawn from the transform's random state, so two volumes of
     different sizes given the same seed are cropped at the same relative location (the
     same anatomy in roughly aligned brains); that is how a batch shares one location.
+    The crop's relative box (start and end / size per axis, ``(2, 3)`` float32) is stored
+    under ``box_key``.
     """
 
-    def __init__(self, keys: Sequence[str], *, roi_size: int, allow_missing_keys: bool = False) -> None:
+    def __init__(self, keys: Sequence[str], *, roi_size: int, box_key: str = BOX_KEY,
+                 allow_missing_keys: bool = False) -> None:
         MapTransform.__init__(self, keys, allow_missing_keys)
         self.roi_size = roi_size
+        self.box_key = box_key
         self._u = np.zeros(3)
 
     def randomize(self, data: Any = None) -> None:
@@ -449,6 +457,10 @@ class RelativeCropd(MapTransform, Randomizable):
         crop = SpatialCrop(roi_start=start, roi_end=[b + self.roi_size for b in start])
         for key in self.key_iterator(d):
             d[key] = crop(d[key])
+        d[self.box_key] = np.array(
+            [[b / s for b, s in zip(start, shape, strict=True)],
+             [(b + self.roi_size) / s for b, s in zip(start, shape, strict=True)]], dtype=np.float32
+        )
         return d
 
 

@@ -1,7 +1,13 @@
 """Pluggable pretext tasks: the protocol, the registry, and one module per task."""
 
-from shared.pretext import cross_modal_contrastive as _cross_modal_contrastive  # registers
+# Importing a task module registers it.
+from shared.pretext import cross_modal_contrastive as _cross_modal_contrastive
+from shared.pretext import masked_modality_reconstruction as _masked_modality_reconstruction
+from shared.pretext import modality_puzzle as _modality_puzzle
+from shared.pretext import plane_intersection as _plane_intersection
+from shared.pretext import relative_slice_position as _relative_slice_position
 from shared.pretext.base import Batch, PretextTask, TaskContext, TaskRequirements, Views
+from shared.pretext.mixture import MixtureLoss, PretextMixture
 from shared.pretext.registry import (
     available_pretexts,
     build_pretext,
@@ -11,6 +17,8 @@ from shared.pretext.registry import (
 
 __all__ = [
     "Batch",
+    "MixtureLoss",
+    "PretextMixture",
     "PretextTask",
     "TaskContext",
     "TaskRequirements",
@@ -20,4 +28,5 @@ __all__ = [
     "get_pretext_class",
     "register_pretext",
 ]
-del _cross_modal_contrastive
+del _cross_modal_contrastive, _masked_modality_reconstruction, _modality_puzzle
+del _plane_intersection, _relative_slice_position

@@ -14,7 +14,9 @@ from shared.stats_schema import ModalityStats, StatsPool
 
 Batch = Mapping[str, torch.Tensor]
 """A collated batch from a site: ``image (B, M, D, H, W)`` in [0, 1] with background 0,
-``present (B, M)`` 0/1, ``fg_mean (B, M)``, ``fg_std (B, M)``, ``fg_hist (B, M, bins)``."""
+``present (B, M)`` 0/1, ``fg_mean (B, M)``, ``fg_std (B, M)``, ``fg_hist (B, M, bins)``,
+``crop_box (B, 2, 3)``: the crop's relative start and end per axis in its brain-cropped
+volume (axis order D, H, W)."""
 
 
 @dataclass(frozen=True)
@@ -22,6 +24,13 @@ class TaskRequirements:
     """What a study must offer for a task to use it."""
 
     min_modalities: int = 1
+    #: Other needs, for people (e.g. "a 3D volume of at least 16 voxels per edge").
+    notes: str = ""
+
+    def describe(self) -> str:
+        """One line for warnings: what a study must offer."""
+        need = f">= {self.min_modalities} present modalities"
+        return f"{need}; {self.notes}" if self.notes else need
 
 
 @dataclass(frozen=True)
@@ -32,11 +41,15 @@ class TaskContext:
         modalities: the run's modality names, in the batch's M order.
         pool: the server's anonymized statistics pool (None before round 0 finished).
         own_stats: this site's own (un-noised, never sent) per-modality statistics.
+        server_round: the round being trained (warm-ups count rounds; 0 outside rounds).
+        crop_size: edge of the batch's cubic crops.
     """
 
     modalities: tuple[str, ...]
     pool: StatsPool | None = None
     own_stats: Mapping[str, ModalityStats] = field(default_factory=dict)
+    server_round: int = 0
+    crop_size: int = 48
 
 
 @dataclass(frozen=True)
@@ -73,8 +86,8 @@ class PretextTask(Protocol):
     name: ClassVar[str]
     requirements: ClassVar[TaskRequirements]
 
-    def build_head(self, encoder_dim: int) -> nn.Module:
-        """The task's head; it stays on the site (never aggregated)."""
+    def build_head(self, encoder: MultiModalEncoder) -> nn.Module:
+        """The task's head (projection, classifier or decoder); it stays on the site."""
         ...
 
     def make_views(self, batch: Batch, generator: torch.Generator) -> Views:

@@ -46,8 +46,9 @@ class CrossModalContrastiveTask:
             return None
         return torch.tensor([[e.mean, e.std] for e in entries], dtype=torch.float32)
 
-    def build_head(self, encoder_dim: int) -> nn.Module:
+    def build_head(self, encoder: MultiModalEncoder) -> nn.Module:
         """SimCLR-style projection MLP: ``(N, encoder_dim) -> (N, projection_dim)``."""
+        encoder_dim = encoder.out_dim
         return nn.Sequential(
             nn.Linear(encoder_dim, encoder_dim),
             nn.ReLU(inplace=True),

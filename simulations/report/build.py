@@ -257,7 +257,8 @@ def _intro(run: RunFolder, *, elapsed: float) -> str:
              ("rounds finished", str(len(rounds))),
              ("encoder", f"{card.get('preset', run.preset or '?')}, "
                          f"{format_value(card.get('parameters'))} parameters"),
-             ("pretext", str(card.get("pretext", (run.config or {}).get("pretext", {}).get("name", "?")))),
+             ("pretext", str(card.get("pretext", "?"))),
+             ("strategy", str(card.get("strategy", "fedavg"))),
              ("final loss (train / held-out)",
               f"{format_value(final.get('train_loss'))} / {format_value(final.get('eval_loss'))}"),
              ("report built in", f"{elapsed:.1f} s")]

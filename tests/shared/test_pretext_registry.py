@@ -35,7 +35,7 @@ def test_unknown_task_suggests_closest() -> None:
         get_pretext_class("cross_modal_contrastiv")
 
 
-def make_batch(seed: int, b: int = 4, size: int = 16) -> dict[str, torch.Tensor]:
+def make_batch(seed: int, b: int = 4, size: int = 32) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     anatomy = torch.rand(b, 1, size, size, size, generator=g)
     contrast = torch.tensor([1.0, 0.8, 0.5, 0.3]).view(1, 4, 1, 1, 1)
@@ -46,6 +46,8 @@ def make_batch(seed: int, b: int = 4, size: int = 16) -> dict[str, torch.Tensor]
         "fg_mean": image.mean(dim=(2, 3, 4)),
         "fg_std": image.std(dim=(2, 3, 4)),
         "fg_hist": torch.full((b, 4, 8), 1 / 8),
+        "crop_box": torch.stack([torch.rand(b, 3, generator=g) * 0.5,
+                                 torch.rand(b, 3, generator=g) * 0.5 + 0.5], dim=1),
     }
 
 
@@ -56,11 +58,13 @@ def pool() -> StatsPool:
 
 @pytest.fixture(params=available_pretexts())
 def task_and_model(request: pytest.FixtureRequest):
-    cfg = RunConfig.model_validate({"pretext": {"name": request.param}}).pretext
-    task = build_pretext(cfg, context=TaskContext(modalities=MODS, pool=pool()))
+    cfg = RunConfig.model_validate({"pretext": {"name": request.param}}).pretext[0]
+    # Round 99: every warm-up stage of every task is on.
+    task = build_pretext(cfg, context=TaskContext(modalities=MODS, pool=pool(), server_round=99,
+                                                  crop_size=32))
     torch.manual_seed(0)
     encoder = build_encoder("cpu-small")
-    return task, encoder, task.build_head(encoder.out_dim)
+    return task, encoder, task.build_head(encoder)
 
 
 def test_loss_is_finite_and_reaches_encoder(task_and_model) -> None:

@@ -1,0 +1,1 @@
+"""(being written: the masked_modality_reconstruction pretext task)"""

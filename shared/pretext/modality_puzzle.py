@@ -1,0 +1,1 @@
+"""(being written: the modality_puzzle pretext task)"""

@@ -1,0 +1,1 @@
+"""(being written: the plane_intersection pretext task)"""

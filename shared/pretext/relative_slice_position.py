@@ -1,0 +1,1 @@
+"""(being written: the relative_slice_position pretext task)"""
