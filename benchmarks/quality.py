@@ -55,6 +55,9 @@ class QualityConfig:
     classify_steps: int = 250
     finetune_crop: int = 32
     workers: int = 2
+    pretext: str = "cross_modal_contrastive"  # the --pretext form: "a,b:0.5"
+    strategy: str = "fedavg"
+    variants: tuple[str, ...] = VARIANTS
 
     @classmethod
     def quick(cls) -> QualityConfig:
@@ -99,40 +102,50 @@ def _run_job(job: Job, cfg_json: str, data_root: str, train_sites: list[str],
 
 def pretrain(cfg: QualityConfig, *, seed: int, data_root: Path, train_sites: list[str],
              work: Path) -> dict[str, Any]:
-    """Pretrain federated (Flower), centralized and local-only encoders for one seed."""
+    """Pretrain the federated (Flower), centralized and local-only encoders of ``cfg.variants``."""
     from rich.console import Console
 
     from shared.config import RunConfig
+    from shared.pretext.selection import parse_pretext_option
     from simulations.baselines import exact_pool, pooled_site_folder, pretrain_alone
     from simulations.scenario import build_scenario
     from simulations.simulate import run_simulation
 
     run_raw = {"seed": seed,
                "data": {"spacing_mm": cfg.spacing_mm, "crop_size": cfg.pretrain_crop},
+               "pretext": parse_pretext_option(cfg.pretext),
                "train": {"local_steps": cfg.local_steps},
-               "federation": {"num_rounds": cfg.rounds, "min_nodes": len(train_sites)},
+               "federation": {"num_rounds": cfg.rounds, "min_nodes": len(train_sites),
+                              "strategy": {"name": cfg.strategy}},
                "privacy": {"min_studies": 2}}
-    scenario = build_scenario({**run_raw, "simulation": {"sites": len(train_sites),
-                                                         "data_root": str(data_root)}},
-                              source="quality benchmark")
-    t0 = time.perf_counter()
-    fed = run_simulation(scenario, out_dir=work / f"federated-seed{seed}", console=Console(quiet=True))
-    times = {"federated": time.perf_counter() - t0}
+    out: dict[str, Any] = {"seconds": {}}
+    if "federated" in cfg.variants:
+        scenario = build_scenario({**run_raw, "simulation": {"sites": len(train_sites),
+                                                             "data_root": str(data_root)}},
+                                  source="quality benchmark")
+        t0 = time.perf_counter()
+        fed = run_simulation(scenario, out_dir=work / f"federated-seed{seed}",
+                             console=Console(quiet=True))
+        out["seconds"]["federated"] = time.perf_counter() - t0
+        out["federated"], out["fed_run"] = str(fed.out_dir / "encoder.safetensors"), str(fed.out_dir)
     run_cfg = RunConfig.model_validate(run_raw)
-    share = cfg.rounds * cfg.local_steps                       # one site's federated compute
-    site_dirs = [data_root / s for s in train_sites]
-    t0 = time.perf_counter()
-    pool = exact_pool(run_cfg, site_dirs, state_root=work / f"stats-seed{seed}")
-    pooled = pooled_site_folder(data_root, train_sites, work / f"pooled-seed{seed}" / "data")
-    central = pretrain_alone(run_cfg, data_dir=pooled, steps=share * len(train_sites), pool=pool,
-                             out_dir=work / f"centralized-seed{seed}")
-    times["centralized"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    local = {s: str(pretrain_alone(run_cfg, data_dir=data_root / s, steps=share, pool=None,
-                                   out_dir=work / f"local-seed{seed}" / s)) for s in train_sites}
-    times["local_only"] = time.perf_counter() - t0
-    return {"federated": str(fed.out_dir / "encoder.safetensors"), "centralized": str(central),
-            "local_only": local, "fed_run": str(fed.out_dir), "seconds": times}
+    if "centralized" in cfg.variants:
+        t0 = time.perf_counter()
+        pool = exact_pool(run_cfg, [data_root / s for s in train_sites],
+                          state_root=work / f"stats-seed{seed}")
+        pooled = pooled_site_folder(data_root, train_sites, work / f"pooled-seed{seed}" / "data")
+        out["centralized"] = str(pretrain_alone(
+            run_cfg, data_dir=pooled, rounds=cfg.rounds,
+            steps_per_round=cfg.local_steps * len(train_sites), pool=pool,
+            out_dir=work / f"centralized-seed{seed}"))
+        out["seconds"]["centralized"] = time.perf_counter() - t0
+    if "local_only" in cfg.variants:
+        t0 = time.perf_counter()
+        out["local_only"] = {s: str(pretrain_alone(
+            run_cfg, data_dir=data_root / s, rounds=cfg.rounds, steps_per_round=cfg.local_steps,
+            pool=None, out_dir=work / f"local-seed{seed}" / s)) for s in train_sites}
+        out["seconds"]["local_only"] = time.perf_counter() - t0
+    return out
 
 
 def summarize(jobs: list[Job], cfg: QualityConfig) -> dict[str, dict[str, dict[str, float]]]:
@@ -140,7 +153,7 @@ def summarize(jobs: list[Job], cfg: QualityConfig) -> dict[str, dict[str, dict[s
     out: dict[str, dict[str, dict[str, float]]] = {}
     for fraction in cfg.label_fractions:
         row: dict[str, dict[str, float]] = {}
-        for variant in VARIANTS:
+        for variant in cfg.variants:
             entry: dict[str, float] = {}
             for task, key, name in (("segmentation", "dice_mean", "dice"),
                                     ("classification", "acc", "acc"),
@@ -202,15 +215,16 @@ def bar_chart(results: dict[str, dict[str, dict[str, float]]], path: Path) -> No
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), dpi=100)
-    width = 0.8 / len(VARIANTS)
+    variants = [v for v in VARIANTS if any(v in row for row in results.values())]
+    width = 0.8 / len(variants)
     for ax, (metric, label) in zip(axes, (("dice", "Dice mean (test site)"),
                                           ("acc", "accuracy (test site)")), strict=True):
-        for i, variant in enumerate(VARIANTS):
+        for i, variant in enumerate(variants):
             xs, ys, es = [], [], []
             for k, fraction in enumerate(results):
-                e = results[fraction][variant]
+                e = results[fraction].get(variant, {})
                 if f"{metric}_mean" in e:
-                    xs.append(k + (i - 1.5) * width)
+                    xs.append(k + (i - (len(variants) - 1) / 2) * width)
                     ys.append(e[f"{metric}_mean"])
                     es.append(e[f"{metric}_std"])
             ax.bar(xs, ys, width, yerr=es, label=variant, capsize=2)
@@ -223,36 +237,33 @@ def bar_chart(results: dict[str, dict[str, dict[str, float]]], path: Path) -> No
     plt.close(fig)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="minutes-long smoke version")
-    parser.add_argument("--out-dir", type=Path, default=RESULTS)
-    parser.add_argument("--work-dir", type=Path, default=Path("runs") / "quality")
-    for knob in ("rounds", "local_steps", "finetune_steps", "classify_steps"):
-        parser.add_argument(f"--{knob.replace('_', '-')}", type=int, default=None,
-                            help=f"override {knob} (default {getattr(QualityConfig(), knob)})")
-    args = parser.parse_args(argv)
-    cfg = QualityConfig.quick() if args.quick else QualityConfig()
-    overrides = {k: getattr(args, k) for k in ("rounds", "local_steps", "finetune_steps",
-                                               "classify_steps") if getattr(args, k) is not None}
-    cfg = replace(cfg, **overrides)
-    name = "quality_quick" if args.quick else "quality"
-    started = time.perf_counter()
+def machine_line() -> str:
+    """The machine a benchmark ran on, in one line."""
+    gpu = f"CUDA {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "no GPU"
+    return (f"{platform.platform()}, {platform.processor() or 'cpu'}, {mp.cpu_count()} cores, "
+            f"torch {torch.__version__}, {gpu}")
 
+
+def phantom_sites(cfg: QualityConfig) -> tuple[Path, list[str], list[str]]:
+    """The benchmark phantom (generated once, cached): data root, training and test sites."""
     from simulations.phantom import PhantomConfig, generate_phantom
     from simulations.simulate import cache_root
 
-    work = args.work_dir.resolve()
-    work.mkdir(parents=True, exist_ok=True)
     data_root = cache_root() / f"quality-{cfg.sites}x{cfg.subjects_per_site}-{cfg.spacing_mm:g}mm"
     manifest = generate_phantom(PhantomConfig(sites=cfg.sites, subjects_per_site=cfg.subjects_per_site,
                                               spacing_mm=cfg.spacing_mm, seed=0),
                                 data_root, workers=2, progress=False)
     sites = [s.name for s in manifest.sites]
-    train_sites, test_sites = sites[:-1], sites[-1:]
-    print(f"phantom: {data_root} ({len(sites)} sites); pretrain/fine-tune on {train_sites}, "
-          f"test on {test_sites}", flush=True)
+    return data_root, sites[:-1], sites[-1:]
 
+
+def run_quality(cfg: QualityConfig, *, work: Path) -> dict[str, Any]:
+    """Pretrain every variant for every seed, fine-tune them all; the results document."""
+    started = time.perf_counter()
+    work.mkdir(parents=True, exist_ok=True)
+    data_root, train_sites, test_sites = phantom_sites(cfg)
+    print(f"phantom: {data_root}; pretrain/fine-tune on {train_sites}, test on {test_sites}; "
+          f"pretext {cfg.pretext}, strategy {cfg.strategy}", flush=True)
     jobs: list[Job] = []
     pretraining: dict[int, dict[str, Any]] = {}
     for seed in cfg.seeds:
@@ -261,11 +272,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"seed {seed}: pretrained in {enc['seconds']}", flush=True)
         for task in cfg.tasks:
             for fraction in cfg.label_fractions:
-                jobs.append(Job("scratch", None, task, fraction, seed))
-                jobs.append(Job("federated", enc["federated"], task, fraction, seed))
-                jobs.append(Job("centralized", enc["centralized"], task, fraction, seed))
-                jobs += [Job("local_only", path, task, fraction, seed, site=s)
-                         for s, path in enc["local_only"].items()]
+                if "scratch" in cfg.variants:
+                    jobs.append(Job("scratch", None, task, fraction, seed))
+                for variant in ("federated", "centralized"):
+                    if variant in cfg.variants:
+                        jobs.append(Job(variant, enc[variant], task, fraction, seed))
+                if "local_only" in cfg.variants:
+                    jobs += [Job("local_only", path, task, fraction, seed, site=s)
+                             for s, path in enc["local_only"].items()]
     t_ft = time.perf_counter()
     args_common = (json.dumps(asdict(cfg)), str(data_root), train_sites, test_sites,
                    str(work / "finetune-cache"))
@@ -273,22 +287,46 @@ def main(argv: list[str] | None = None) -> int:
                              initializer=_worker_init) as pool:
         done = list(pool.map(_run_job, jobs, *([a] * len(jobs) for a in args_common)))
     finetune_seconds = time.perf_counter() - t_ft
-
     results = summarize(done, cfg)
-    low = str(min(cfg.label_fractions))
-    doc = {
+    return {
         "config": asdict(cfg),
-        "machine": f"{platform.platform()}, {platform.processor() or 'cpu'}, "
-                   f"{mp.cpu_count()} cores, torch {torch.__version__}, "
-                   f"{'CUDA ' + torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no GPU'}",
-        "command": " ".join(["python benchmarks/quality.py",
-                             *(argv if argv is not None else sys.argv[1:])]),
+        "machine": machine_line(),
         "results": results,
-        "goals_at_low_label_fraction": goals(results, low),
+        "goals_at_low_label_fraction": goals(results, str(min(cfg.label_fractions))),
         "seconds": {"total": time.perf_counter() - started, "finetune": finetune_seconds,
                     "pretrain": {str(k): v["seconds"] for k, v in pretraining.items()}},
         "jobs": [asdict(j) for j in done],
+        "data_root": str(data_root), "train_sites": train_sites,
+        "fed_run": pretraining[cfg.seeds[0]].get("fed_run"),
     }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="minutes-long smoke version")
+    parser.add_argument("--out-dir", type=Path, default=RESULTS)
+    parser.add_argument("--work-dir", type=Path, default=Path("runs") / "quality")
+    parser.add_argument("--name", default=None, help="results file stem (default quality)")
+    for knob in ("rounds", "local_steps", "finetune_steps", "classify_steps"):
+        parser.add_argument(f"--{knob.replace('_', '-')}", type=int, default=None,
+                            help=f"override {knob} (default {getattr(QualityConfig(), knob)})")
+    parser.add_argument("--pretext", default=None,
+                        help=f"pretext tasks, 'a,b:0.5' (default {QualityConfig().pretext})")
+    parser.add_argument("--strategy", default=None, help="aggregation strategy (default fedavg)")
+    parser.add_argument("--seeds", default=None, help="comma-separated seeds (default 0,1,2)")
+    args = parser.parse_args(argv)
+    cfg = QualityConfig.quick() if args.quick else QualityConfig()
+    overrides: dict[str, Any] = {k: getattr(args, k) for k in (
+        "rounds", "local_steps", "finetune_steps", "classify_steps", "pretext", "strategy")
+        if getattr(args, k) is not None}
+    if args.seeds:
+        overrides["seeds"] = tuple(int(x) for x in args.seeds.split(","))
+    cfg = replace(cfg, **overrides)
+    name = args.name or ("quality_quick" if args.quick else "quality")
+    doc = run_quality(cfg, work=args.work_dir.resolve())
+    doc["command"] = " ".join(["python benchmarks/quality.py",
+                               *(argv if argv is not None else sys.argv[1:])])
+    results, low = doc["results"], str(min(cfg.label_fractions))
     args.out_dir.mkdir(parents=True, exist_ok=True)
     (args.out_dir / f"{name}.json").write_text(json.dumps(doc, indent=2))
     table = markdown(results)
@@ -297,16 +335,13 @@ def main(argv: list[str] | None = None) -> int:
         f"{doc['seconds']['total'] / 60:.1f} min.\n\n{table}\n\nGoals at "
         f"{float(low):.0%} labels: {json.dumps(doc['goals_at_low_label_fraction'])}\n")
     bar_chart(results, args.out_dir / f"{name}.png")
-    try:
+    if doc["fed_run"]:
         from simulations.report import write_run_report
 
-        report = write_run_report(Path(pretraining[cfg.seeds[0]]["fed_run"]), data_root=data_root,
-                                  site_dirs=train_sites, downstream=results,
-                                  title="Quality benchmark: federated run, seed "
-                                        f"{cfg.seeds[0]}")
+        report = write_run_report(Path(doc["fed_run"]), data_root=Path(doc["data_root"]),
+                                  site_dirs=doc["train_sites"], downstream=results,
+                                  title=f"Quality benchmark: federated run, seed {cfg.seeds[0]}")
         print(f"report: {report}")
-    except ImportError:
-        pass
     print(table)
     print(f"\ngoals at {float(low):.0%} labels: {json.dumps(doc['goals_at_low_label_fraction'])}")
     print(f"saved {args.out_dir / (name + '.json')} in {doc['seconds']['total'] / 60:.1f} min")

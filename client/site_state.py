@@ -27,6 +27,14 @@ class SiteState:
         optimizer: the local optimizer's state dict (None before the first round).
         optimizer_signature: the parameter layout the optimizer state belongs to.
         rounds: server rounds this site has trained in.
+        fedema_encoder: FedEMA only: the global encoder entries as this site left them
+            after its last local training (W_k), empty before its first FedEMA round.
+        fedema_lambda: FedEMA only: lambda, fixed in the site's first blended round
+            (None until then).
+        fedema_round: FedEMA only: the server round ``fedema_encoder`` was trained in
+            (0 = none); a round that is not later than it starts the blending afresh.
+
+    State files written before a field existed load with that field's default.
     """
 
     heads: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
@@ -34,6 +42,9 @@ class SiteState:
     optimizer: dict[str, Any] | None = None
     optimizer_signature: str = ""
     rounds: list[int] = field(default_factory=list)
+    fedema_encoder: dict[str, torch.Tensor] = field(default_factory=dict)
+    fedema_lambda: float | None = None
+    fedema_round: int = 0
 
     @classmethod
     def load(cls, state_dir: Path) -> SiteState:

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import torch
 
 from client.device import autocast_for
+from client.fedema import FedEmaBlend, compatible, fedema_blend
+from client.fedprox import ProximalTerm, global_parameters
 from client.session import SiteSession, site_seed
 from shared.config import RunConfig, SiteConfig
 from shared.keys import MetricKey, task_metric_key
@@ -52,6 +54,27 @@ def _optimizer(session: SiteSession) -> tuple[torch.optim.Optimizer, str]:
     return opt, signature
 
 
+def _fedema_start(session: SiteSession, global_arrays: Mapping[str, torch.Tensor],
+                  server_round: int) -> FedEmaBlend:
+    """FedEMA: the encoder this site trains from, blended from its previous one.
+
+    A previous encoder from a round that is not earlier than this one (another run using
+    the same state folder, or a replayed round) or of another shape is not blended in:
+    the site starts afresh from the global encoder and lambda is fixed again.
+    """
+    state = session.state
+    previous: Mapping[str, torch.Tensor] | None = state.fedema_encoder or None
+    lam = state.fedema_lambda
+    if previous is not None and (state.fedema_round >= server_round
+                                 or not compatible(previous, global_arrays)):
+        log.warning("FedEMA: this site's previous encoder (round %d) does not belong to this "
+                    "run's round %d or model; starting from the global encoder.",
+                    state.fedema_round, server_round)
+        previous, lam = None, None
+    return fedema_blend(global_arrays, previous, lam=lam,
+                        tau=session.cfg.federation.strategy.fedema_tau)
+
+
 def train_round(
     *,
     cfg: RunConfig,
@@ -65,10 +88,21 @@ def train_round(
     Loads the global encoder into the site's model (site-local parts restored from disk),
     runs the pretext task, saves the site-local state, and returns only the encoder's
     global entries plus metrics.
+
+    ``cfg.federation.strategy`` adds the site's part of two strategies: ``fedema`` blends
+    the site's previous encoder into the global one before training (client/fedema.py);
+    ``fedprox`` adds ``mu/2 ||w - w_g||^2`` to every step's loss (client/fedprox.py). The
+    reported ``train-loss`` is the pretext loss alone, comparable across strategies.
     """
     started = time.perf_counter()
+    strategy = cfg.federation.strategy
     session = SiteSession.open(cfg, site, pool=pool, server_round=server_round)
-    load_global_state(session.encoder, global_arrays, site_local_norm=cfg.model.site_local_norm)
+    fedema = _fedema_start(session, global_arrays, server_round) if strategy.name == "fedema" else None
+    load_global_state(session.encoder, fedema.arrays if fedema is not None else global_arrays,
+                      site_local_norm=cfg.model.site_local_norm)
+    prox = (ProximalTerm(global_parameters(session.encoder, site_local_norm=cfg.model.site_local_norm),
+                         mu=strategy.proximal_mu)
+            if strategy.name == "fedprox" else None)
     opt, signature = _optimizer(session)
     seed = site_seed(cfg, site, server_round)
     generator = torch.Generator().manual_seed(seed)
@@ -87,7 +121,8 @@ def train_round(
         if step.total is None:
             continue
         opt.zero_grad(set_to_none=True)
-        step.total.backward()
+        loss = (step.total + prox()) if prox is not None else step.total
+        loss.backward()
         opt.step()
         losses.append(float(step.total.detach()))
         for name, value in step.per_task.items():
@@ -96,9 +131,15 @@ def train_round(
     warning = session.pretext.skip_warning(skipped)
     if warning:
         log.warning("%s", warning)
+    arrays = global_state(session.encoder, site_local_norm=cfg.model.site_local_norm)
+    if fedema is not None:
+        # W_k for the next round: the encoder exactly as this site sends it.
+        session.state.fedema_encoder = {k: v.clone() for k, v in arrays.items()}
+        session.state.fedema_lambda = fedema.lam
+        session.state.fedema_round = server_round
     session.save_state(server_round=server_round, optimizer=opt, optimizer_signature=signature)
     return RoundResult(
-        arrays=global_state(session.encoder, site_local_norm=cfg.model.site_local_norm),
+        arrays=arrays,
         metrics={
             MetricKey.NUM_EXAMPLES: examples,
             MetricKey.TRAIN_LOSS: float(sum(losses) / len(losses)) if losses else float("nan"),
@@ -106,5 +147,6 @@ def train_round(
             MetricKey.SKIPPED: max(skipped.values(), default=0),
             MetricKey.SECONDS: time.perf_counter() - started,
             **_per_task(MetricKey.TRAIN_LOSS, task_losses, session.pretext.names),
+            **({MetricKey.FEDEMA_MU: fedema.mu} if fedema is not None else {}),
         },
     )

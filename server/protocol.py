@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from server.checkpoints import CheckpointStore, export_encoder, write_atomic
 from server.metrics_log import MetricsLog
 from server.stats_pool import pool_site_stats
-from server.strategy import EncoderFedAvg
+from server.strategy import build_strategy
 from shared.config import RunConfig
 from shared.keys import Action, ConfigKey, MetricKey, RecordKey
 from shared.model import build_encoder, global_parameter_names, global_state, load_global_state
@@ -170,7 +170,7 @@ def run_pretraining(grid: Grid, cfg: RunConfig, *, preset: str) -> Path:
                          pool={"contributors": pool.contributors, "withheld": pool.withheld,
                                "modalities": {k: len(v) for k, v in pool.modalities.items()}})
 
-    strategy = EncoderFedAvg(cfg=cfg, pool=pool, global_names=names)
+    strategy = build_strategy(cfg, pool=pool, global_names=names)
     current = ArrayRecord(arrays)
     for rnd in range(first_round, fed.num_rounds + 1):
         t0 = time.time()

@@ -113,9 +113,11 @@ class ModalityPuzzleConfig(FrozenModel):
     name: Literal["modality_puzzle"] = "modality_puzzle"
     weight: float = Field(default=1.0, gt=0, description="Weight of this task's loss in the sum.")
     repetition: bool = Field(
-        default=False,
-        description="False: the four blocks take four distinct modalities (4! = 24 classes "
-        "for four modalities); True: any modality per block (M^4 classes).",
+        default=True,
+        description="True: any present modality per block (M^4 classes; a study needs two "
+        "present modalities); False: the four blocks take four distinct modalities (4! = 24 "
+        "classes for four modalities; a study needs four present modalities, so studies "
+        "missing one are skipped).",
     )
     blocks: Literal["quadrants", "octant_pairs"] = Field(
         default="quadrants",
@@ -149,12 +151,6 @@ class MaskedModalityReconstructionConfig(FrozenModel):
     rec_weight_view2: float = Field(default=1.0, ge=0, description="BrainMVP: 1 x rec(view 2).")
     contrastive_weight: float = Field(default=1.0, ge=0, description="BrainMVP: 1 x contrastive.")
     temperature: float = Field(default=1.0, gt=0, le=10, description="BrainMVP uses 1.0.")
-    share_templates: bool = Field(
-        default=False,
-        description="Aggregate the templates with the encoder. Off by default: a template "
-        "converges to an average image of a site's patients, so sending it reveals more "
-        "than encoder weights do (docs/privacy.md).",
-    )
 
 
 class RelativeSlicePositionConfig(FrozenModel):

@@ -40,6 +40,7 @@ class MetricKey(StrEnum):
     SECONDS = "seconds"
     STEPS = "steps"
     SKIPPED = "skipped-studies"
+    FEDEMA_MU = "fedema-mu"
 
 
 def task_metric_key(base: MetricKey, task: str) -> str:

@@ -22,7 +22,7 @@ from client.session import SiteSession, open_dataset
 from client.stats import own_modality_stats, summarize_site
 from client.train import train_round
 from server.checkpoints import export_encoder
-from shared.config import ModelConfig, RunConfig, SiteConfig
+from shared.config import ModelConfig, RunConfig, SiteConfig, StrategyConfig
 from shared.model import build_encoder, global_state, load_global_state, resolve_preset
 from shared.stats_schema import StatsPool
 
@@ -53,9 +53,16 @@ def exact_pool(cfg: RunConfig, site_dirs: Sequence[Path], *, state_root: Path) -
 
 
 def pretrain_alone(
-    cfg: RunConfig, *, data_dir: Path, steps: int, pool: StatsPool | None, out_dir: Path,
+    cfg: RunConfig, *, data_dir: Path, rounds: int, steps_per_round: int, pool: StatsPool | None,
+    out_dir: Path,
 ) -> Path:
-    """Pretrain one encoder on one (possibly pooled) folder for ``steps`` steps; export it.
+    """Pretrain one encoder on one (possibly pooled) folder, round by round; export it.
+
+    Runs ``rounds`` calls of the site's ``train_round`` with ``steps_per_round`` steps each,
+    feeding each round's encoder into the next, so round-based schedules (a task's warm-up
+    stages) advance exactly as in a federation. The strategy is plain FedAvg whatever the
+    run's: with one data holder there is nothing to aggregate, and a FedProx or FedEMA
+    client term would only pull the encoder back towards its own previous round.
 
     Returns:
         ``out_dir/encoder.safetensors``, loadable like a federated export. Its
@@ -64,17 +71,25 @@ def pretrain_alone(
     preset = resolve_preset(cfg.model, cuda_available=torch.cuda.is_available())
     cfg = cfg.model_copy(update={
         "model": ModelConfig(**{**cfg.model.model_dump(), "preset": preset}),
-        "train": cfg.train.model_copy(update={"local_steps": steps}),
+        "train": cfg.train.model_copy(update={"local_steps": steps_per_round}),
+        # One data holder has nothing to aggregate: no FedProx pull, no FedEMA blend.
+        "federation": cfg.federation.model_copy(update={"strategy": StrategyConfig()}),
     })
     torch.manual_seed(cfg.seed)  # the same initial weights as the federated server
-    init = global_state(build_encoder(preset), site_local_norm=cfg.model.site_local_norm)
+    arrays = global_state(build_encoder(preset), site_local_norm=cfg.model.site_local_norm)
     site = SiteConfig(data_dir=data_dir, state_dir=out_dir / "site")
-    result = train_round(cfg=cfg, site=site, global_arrays=init, pool=pool, server_round=1)
+    losses = []
+    for server_round in range(1, rounds + 1):
+        result = train_round(cfg=cfg, site=site, global_arrays=arrays, pool=pool,
+                             server_round=server_round)
+        arrays = result.arrays
+        losses.append(result.metrics.get("train-loss"))
     session = SiteSession.open(cfg, site, pool=pool)  # restores the trained local parts
-    load_global_state(session.encoder, result.arrays, site_local_norm=cfg.model.site_local_norm)
+    load_global_state(session.encoder, arrays, site_local_norm=cfg.model.site_local_norm)
     state = {k: v.detach().cpu() for k, v in session.encoder.state_dict().items()}
     path, _ = export_encoder(out_dir, state, preset=preset,
                              card={"format": "fedmm-encoder/1", "preset": preset,
-                                   "baseline": True, "steps": steps,
-                                   "train_loss": result.metrics.get("train-loss")})
+                                   "baseline": True, "rounds": rounds,
+                                   "steps": rounds * steps_per_round, "train_loss": losses[-1],
+                                   "train_loss_per_round": losses})
     return path

@@ -180,7 +180,8 @@ def run_simulation(scenario: Scenario, *, out_dir: Path, resume: bool = False,
     flwr_home = out_dir / ".flwr"
     run_config_file = write_run_config(cfg, flwr_home / "run_config.toml")
     console.print(f"[bold]Federation[/]: {len(sites)} sites, {cfg.federation.num_rounds} rounds, "
-                  f"pretext {'+'.join(cfg.pretext_names)}, strategy {cfg.federation.strategy.name}, encoder {cfg.model.preset}, "
+                  f"pretext {'+'.join(cfg.pretext_names)}, strategy {cfg.federation.strategy.name}, "
+                  f"encoder {cfg.model.preset}, "
                   f"{'CUDA' if torch.cuda.is_available() else 'CPU'}; logs in {out_dir / 'flower.log'}")
     federation_started = time.time()
     try:

@@ -43,6 +43,9 @@ def finetune_command(
         help="Seeded share of labelled training studies.")] = 1.0,
     linear_probe: Annotated[bool, typer.Option(
         help="Freeze the encoder; train only the decoder/head.")] = False,
+    context_fusion: Annotated[bool, typer.Option(
+        help="Add SLeM's contextual fusion block (multi-scale dilated convolutions) on the "
+        "deepest encoder features; it is trained with the decoder/head.")] = False,
     steps: Annotated[int, typer.Option(help="Optimizer steps.")] = 120,
     seed: Annotated[int, typer.Option(help="Seed for the label subset, crops and init.")] = 0,
     out: Annotated[Path | None, typer.Option(help="Folder for finetune.json.")] = None,
@@ -50,7 +53,8 @@ def finetune_command(
     """Fine-tune an encoder on labelled sites and test it on held-out sites."""
     try:
         cfg = FinetuneConfig.model_validate({"task": task, "label_fraction": label_fraction,
-                                             "linear_probe": linear_probe, "steps": steps, "seed": seed})
+                                             "linear_probe": linear_probe, "steps": steps, "seed": seed,
+                                             "context_fusion": context_fusion})
     except ValidationError as err:
         console.print(f"[red]{format_validation_error(err, source='options', model=FinetuneConfig)}[/]")
         raise typer.Exit(2) from err

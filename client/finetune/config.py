@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from shared.config import DataConfig, FrozenModel
+from shared.model.context_fusion import DEFAULT_DILATIONS, validate_dilations
 
 
 class FinetuneConfig(FrozenModel):
@@ -25,4 +26,15 @@ class FinetuneConfig(FrozenModel):
     seed: int = 0
     preset: Literal["cpu-small", "gpu-base"] = Field(
         default="cpu-small", description="Encoder preset when training from scratch.")
+    context_fusion: bool = Field(
+        default=False, description="Insert SLeM's contextual fusion block (CFB) on the deepest "
+        "encoder feature map (segmentation: before the up path; classification: before pooling).")
+    context_dilations: tuple[int, ...] = Field(
+        default=DEFAULT_DILATIONS, description="Dilations of the CFB's parallel 3x3x3 branches "
+        "(our reconstruction, ASPP-like).")
     data: DataConfig = DataConfig()
+
+    @field_validator("context_dilations")
+    @classmethod
+    def _distinct_positive(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        return validate_dilations(v)

@@ -74,9 +74,13 @@ def run_finetune(
     torch.manual_seed(cfg.seed)  # same decoder/head initialisation for every variant
     model: torch.nn.Module
     if cfg.task == "segmentation":
-        model = build_segmenter(path, in_channels=m, out_channels=3, preset=cfg.preset)
+        model = build_segmenter(path, in_channels=m, out_channels=3, preset=cfg.preset,
+                                context_fusion=cfg.context_fusion,
+                                context_dilations=cfg.context_dilations)
     else:
-        model = build_classifier(path, in_channels=m, num_classes=2, preset=cfg.preset)
+        model = build_classifier(path, in_channels=m, num_classes=2, preset=cfg.preset,
+                                 context_fusion=cfg.context_fusion,
+                                 context_dilations=cfg.context_dilations)
     model = model.to(device)
     frozen = {id(p) for p in encoder_parameters(model)} if cfg.linear_probe else set()
     params = [p for p in model.parameters() if id(p) not in frozen]

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
+from shared.model.context_fusion import DEFAULT_DILATIONS, ContextFusionBlock
 from shared.model.encoder import build_encoder
 from shared.model.fusion import ModalityFusionEncoder
 from shared.model.pretrained import load_pretrained_encoder
@@ -26,10 +28,23 @@ def downstream_encoder(
     return ModalityFusionEncoder(single, num_modalities=in_channels)
 
 
+def context_fusion_block(
+    fused: ModalityFusionEncoder, *, enabled: bool, dilations: Sequence[int] = DEFAULT_DILATIONS
+) -> ContextFusionBlock | None:
+    """SLeM's CFB for the encoder's deepest feature map, or None when not ``enabled``."""
+    if not enabled:
+        return None
+    return ContextFusionBlock(fused.out_dim, dilations=dilations, norm_groups=fused.norm_groups)
+
+
 def build_segmenter(
-    encoder: str | Path | None, *, in_channels: int, out_channels: int, preset: str = "cpu-small"
+    encoder: str | Path | None, *, in_channels: int, out_channels: int, preset: str = "cpu-small",
+    context_fusion: bool = False, context_dilations: Sequence[int] = DEFAULT_DILATIONS,
 ) -> EncoderUNet:
     """A U-Net whose down path is the (pretrained) encoder.
+
+    ``context_fusion`` inserts SLeM's contextual fusion block (dilations
+    ``context_dilations``) on the deepest feature map; it is new and trains in fine-tuning.
 
     Example (three lines, outside fedmm's own tools)::
 
@@ -37,16 +52,20 @@ def build_segmenter(
         net = build_segmenter("runs/x/encoder.safetensors", in_channels=4, out_channels=3)
         logits = net(volume)   # (N, 4, 96, 96, 96) -> (N, 3, 96, 96, 96)
     """
-    return EncoderUNet(downstream_encoder(encoder, in_channels=in_channels, preset=preset),
-                       out_channels=out_channels)
+    fused = downstream_encoder(encoder, in_channels=in_channels, preset=preset)
+    cfb = context_fusion_block(fused, enabled=context_fusion, dilations=context_dilations)
+    return EncoderUNet(fused, out_channels=out_channels, context_fusion=cfb)
 
 
 def build_classifier(
-    encoder: str | Path | None, *, in_channels: int, num_classes: int, preset: str = "cpu-small"
+    encoder: str | Path | None, *, in_channels: int, num_classes: int, preset: str = "cpu-small",
+    context_fusion: bool = False, context_dilations: Sequence[int] = DEFAULT_DILATIONS,
 ) -> EncoderClassifier:
-    """A pooled-feature classifier on the (pretrained) encoder."""
-    return EncoderClassifier(downstream_encoder(encoder, in_channels=in_channels, preset=preset),
-                             num_classes=num_classes)
+    """A pooled-feature classifier on the (pretrained) encoder (CFB before the pooling if
+    ``context_fusion``)."""
+    fused = downstream_encoder(encoder, in_channels=in_channels, preset=preset)
+    cfb = context_fusion_block(fused, enabled=context_fusion, dilations=context_dilations)
+    return EncoderClassifier(fused, num_classes=num_classes, context_fusion=cfb)
 
 
 def encoder_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:

@@ -6,6 +6,7 @@ import torch
 from monai.networks.blocks import Convolution, ResidualUnit
 from torch import nn
 
+from shared.model.context_fusion import ContextFusionBlock
 from shared.model.fusion import ModalityFusionEncoder
 
 
@@ -20,11 +21,16 @@ class EncoderUNet(nn.Module):
     Args:
         encoder: the (possibly pretrained) encoder behind a modality fusion stem.
         out_channels: output channels (e.g. 3 BraTS regions: TC, WT, ET).
+        context_fusion: an optional block (SLeM's CFB, shared/model/context_fusion.py)
+            applied to the deepest feature map before the up path; it is part of the
+            downstream model, trained in fine-tuning (also by a linear probe).
     """
 
-    def __init__(self, encoder: ModalityFusionEncoder, *, out_channels: int) -> None:
+    def __init__(self, encoder: ModalityFusionEncoder, *, out_channels: int,
+                 context_fusion: ContextFusionBlock | None = None) -> None:
         super().__init__()
         self.encoder = encoder
+        self.context_fusion = context_fusion
         ch = encoder.channels
         norm = ("GROUP", {"num_groups": encoder.norm_groups})
         self.ups = nn.ModuleList()
@@ -41,19 +47,28 @@ class EncoderUNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(N, M, D, H, W)`` -> logits ``(N, out_channels, D, H, W)``."""
         feats = self.encoder.forward_features(x)
-        y = feats[-1]
+        y = feats[-1] if self.context_fusion is None else self.context_fusion(feats[-1])
         for up, fuse, skip in zip(self.ups, self.fuse, reversed(feats[:-1]), strict=True):
             y = fuse(torch.cat([up(y), skip], dim=1))
         return self.head(self.top(y))
 
 
 class EncoderClassifier(nn.Module):
-    """Global-average-pooled encoder features and a linear layer: ``(N, C, D, H, W) -> (N, K)``."""
+    """Global-average-pooled encoder features and a linear layer: ``(N, C, D, H, W) -> (N, K)``.
 
-    def __init__(self, encoder: ModalityFusionEncoder, *, num_classes: int, dropout: float = 0.2) -> None:
+    An optional ``context_fusion`` block (SLeM's CFB) runs on the deepest feature map
+    before the pooling.
+    """
+
+    def __init__(self, encoder: ModalityFusionEncoder, *, num_classes: int, dropout: float = 0.2,
+                 context_fusion: ContextFusionBlock | None = None) -> None:
         super().__init__()
         self.encoder = encoder
+        self.context_fusion = context_fusion
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(encoder.out_dim, num_classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.encoder(x))
+        if self.context_fusion is None:
+            return self.head(self.encoder(x))
+        deepest = self.context_fusion(self.encoder.forward_features(x)[-1])
+        return self.head(deepest.mean(dim=(2, 3, 4)))

@@ -4,17 +4,20 @@ Positives are two *different modalities of the same study at the same location* 
 aligned crop), negatives are the other studies of the batch; each view may be
 denormalized towards another site's appearance with AdaDN, using target moments from the
 server's anonymized statistics pool (this site's own statistics when the pool lacks the
-modality). AdaDN itself is our reconstruction (shared/adadn.py).
+modality). AdaDN itself is our reconstruction (shared/adadn.py); ``adadn.target``,
+``adadn.interpolate``, ``adadn.jitter`` and ``adadn.matching`` pick among the variants of
+METHODS.md A (pool, own site, a draw around the pool; two moments or whole histograms).
 """
 
 from __future__ import annotations
 
 from typing import ClassVar
 
+import numpy as np
 import torch
 from torch import nn
 
-from shared.adadn import adadn
+from shared.adadn import adadn, histogram_match
 from shared.config import CrossModalContrastiveConfig
 from shared.losses.info_nce import info_nce
 from shared.model.encoder import MultiModalEncoder
@@ -35,16 +38,22 @@ class CrossModalContrastiveTask:
         self.context = context
         self._targets = {m: self._target_table(m) for m in context.modalities}
 
-    def _target_table(self, modality: str) -> torch.Tensor | None:
-        """``(K, 2)`` candidate (mean, std) targets for a modality, or None if unknown."""
+    def _target_table(self, modality: str) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Candidate targets for a modality: ``(K, 2)`` (mean, std) and ``(K, bins)`` histograms.
+
+        None when neither the pool (for 'pool' and 'pool_jitter') nor this site knows it.
+        """
         entries: tuple[ModalityStats, ...] = ()
-        if self.cfg.adadn.target == "pool" and self.context.pool is not None:
+        if self.cfg.adadn.target != "own_site" and self.context.pool is not None:
             entries = self.context.pool.targets(modality)
         if not entries and modality in self.context.own_stats:
             entries = (self.context.own_stats[modality],)
         if not entries:
             return None
-        return torch.tensor([[e.mean, e.std] for e in entries], dtype=torch.float32)
+        moments = torch.tensor([[e.mean, e.std] for e in entries], dtype=torch.float32)
+        bins = min(len(e.histogram) for e in entries)
+        hists = torch.tensor([_rebin(e.histogram, bins) for e in entries], dtype=torch.float32)
+        return moments, hists
 
     def build_head(self, encoder: MultiModalEncoder) -> nn.Module:
         """SimCLR-style projection MLP: ``(N, encoder_dim) -> (N, projection_dim)``."""
@@ -82,7 +91,8 @@ class CrossModalContrastiveTask:
             x = image[r, mods].unsqueeze(1).float()
             views[key] = self._augment(
                 x, mods=mods, src_mean=batch["fg_mean"][r, mods].float(),
-                src_std=batch["fg_std"][r, mods].float(), generator=generator,
+                src_std=batch["fg_std"][r, mods].float(),
+                src_hist=batch["fg_hist"][r, mods].float(), generator=generator,
             )
         return Views(views, num_studies=len(rows), skipped_studies=skipped)
 
@@ -93,23 +103,46 @@ class CrossModalContrastiveTask:
         mods: torch.Tensor,
         src_mean: torch.Tensor,
         src_std: torch.Tensor,
+        src_hist: torch.Tensor,
         generator: torch.Generator,
     ) -> torch.Tensor:
-        """AdaDN on a random subset (``adadn.probability``) of the ``(N, 1, D, H, W)`` views."""
+        """AdaDN on a random subset (``adadn.probability``) of the ``(N, 1, D, H, W)`` views.
+
+        A view keeps its own statistics (an identity map) where it is not picked or where
+        no target is known for its modality.
+        """
+        opts = self.cfg.adadn
         n = x.shape[0]
         # Draw every random number even where unused, so views replay for a seed.
-        apply = torch.rand(n, generator=generator) < self.cfg.adadn.probability
+        apply = torch.rand(n, generator=generator) < opts.probability
         pick = torch.rand(n, generator=generator)
-        lam = torch.rand(n, generator=generator) if self.cfg.adadn.interpolate else torch.ones(n)
-        tgt_mean, tgt_std = src_mean.clone(), src_std.clone()
+        lam = torch.rand(n, generator=generator) if opts.interpolate else torch.ones(n)
+        shake = 2 * torch.rand(n, 2, generator=generator) - 1  # pool_jitter draws in [-1, 1)
+        tgt_mean, tgt_std, tgt_hist = src_mean.clone(), src_std.clone(), src_hist.clone()
+        moved = torch.zeros(n, dtype=torch.bool)
         for i in range(n):
             table = self._targets[self.context.modalities[int(mods[i])]]
             if table is None or not apply[i]:
                 continue
-            row = table[min(int(pick[i] * table.shape[0]), table.shape[0] - 1)]
-            tgt_mean[i], tgt_std[i] = row[0], row[1]
-        return adadn(x, src_mean=src_mean, src_std=src_std,
-                     tgt_mean=tgt_mean, tgt_std=tgt_std, lam=lam)
+            moments, hists = table
+            k = min(int(pick[i] * moments.shape[0]), moments.shape[0] - 1)
+            tgt_mean[i], tgt_std[i] = moments[k, 0], moments[k, 1]
+            tgt_hist[i] = torch.tensor(_rebin(hists[k].tolist(), src_hist.shape[1]))
+            moved[i] = True
+        if opts.matching == "moments":
+            out = adadn(x, src_mean=src_mean, src_std=src_std,
+                        tgt_mean=tgt_mean, tgt_std=tgt_std, lam=lam)
+        else:
+            out = histogram_match(x, src_hist=src_hist, tgt_hist=tgt_hist,
+                                  lam=torch.where(moved, lam, torch.zeros(n)))
+        if opts.target != "pool_jitter":
+            return out
+        # A draw around the target: mean +- jitter * std, std * (1 +- jitter).
+        mean = (1 - lam) * src_mean + lam * tgt_mean
+        std = (1 - lam) * src_std + lam * tgt_std
+        new_mean = torch.where(moved, mean + opts.jitter * std * shake[:, 0], mean)
+        new_std = torch.where(moved, (std * (1 + opts.jitter * shake[:, 1])).clamp_min(1e-3), std)
+        return adadn(out, src_mean=mean, src_std=std, tgt_mean=new_mean, tgt_std=new_std)
 
     def loss(self, views: Views, *, encoder: MultiModalEncoder, head: nn.Module) -> torch.Tensor:
         """Symmetric InfoNCE between the two views' projections."""
@@ -117,3 +150,10 @@ class CrossModalContrastiveTask:
         z = head(encoder(torch.cat([v1, v2], dim=0)))  # one pass: GroupNorm is per-sample
         z1, z2 = z.split(v1.shape[0])
         return info_nce(z1, z2, temperature=self.cfg.temperature)
+
+
+def _rebin(histogram: tuple[float, ...] | list[float], bins: int) -> list[float]:
+    """Resample a histogram over [0, 1] to ``bins`` equal bins through its cumulative sum."""
+    old = np.concatenate([[0.0], np.cumsum(histogram)])
+    new = np.interp(np.linspace(0, 1, bins + 1), np.linspace(0, 1, len(histogram) + 1), old)
+    return [float(v) for v in np.diff(new)]
