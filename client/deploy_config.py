@@ -68,6 +68,10 @@ class SiteDeployConfig(FrozenModel):
         default=None, description="The coordinator's RUN.toml, so `site check` and `site stats "
         "--dry-run` use the run's data and privacy settings (training always uses what the "
         "server sends).")
+    share_templates: bool = Field(
+        default=False, description="Consent to send learnt BrainMVP templates (average images "
+        "of this site's patients) when a run sets masked_modality_reconstruction."
+        "share_templates; off: such a run fails here with a clear error.")
     server: SiteServerSettings = SiteServerSettings()
     keys: SiteKeySettings = SiteKeySettings()
     daemon: SiteDaemonSettings = SiteDaemonSettings()

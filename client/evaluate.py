@@ -15,6 +15,7 @@ from client.train import RoundResult
 from shared.config import RunConfig, SiteConfig
 from shared.keys import MetricKey, task_metric_key
 from shared.model import load_global_state
+from shared.pretext.shared_heads import load_head_arrays, split_arrays
 from shared.stats_schema import StatsPool
 
 _EVAL_ROUND = -1  # fixed seed across rounds, so successive evaluations see the same crops
@@ -32,7 +33,9 @@ def evaluate_round(
     """Mean pretext loss over fixed held-out crops; changes nothing on the site."""
     started = time.perf_counter()
     session = SiteSession.open(cfg, site, pool=pool, server_round=server_round)
-    load_global_state(session.encoder, global_arrays, site_local_norm=cfg.model.site_local_norm)
+    encoder_arrays, shared_head = split_arrays(global_arrays)
+    load_global_state(session.encoder, encoder_arrays, site_local_norm=cfg.model.site_local_norm)
+    load_head_arrays(cfg, session.heads, shared_head)
     session.encoder.eval()
     session.pretext.train(False)
     seed = site_seed(cfg, site, _EVAL_ROUND)

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from shared.config import RunConfig
 from shared.keys import Action, ConfigKey, MetricKey, RecordKey, task_metric_key
 from shared.model import build_encoder, global_state, resolve_preset
+from shared.pretext.shared_heads import initial_head_arrays
 from shared.stats_schema import SiteStats
 from shared.wire import decode_round_config
 
@@ -34,9 +35,14 @@ class OutgoingMessageError(RuntimeError):
 
 
 def expected_arrays(cfg: RunConfig) -> dict[str, tuple[int, ...]]:
-    """Names and shapes of the only arrays a site may send for this run config."""
+    """Names and shapes of the only arrays a site may send for this run config.
+
+    The global encoder entries, plus the head entries the run shares (none by default;
+    train_round refuses to produce them unless the site consents).
+    """
     encoder = build_encoder(resolve_preset(cfg.model, cuda_available=torch.cuda.is_available()))
-    state = global_state(encoder, site_local_norm=cfg.model.site_local_norm)
+    state = {**global_state(encoder, site_local_norm=cfg.model.site_local_norm),
+             **initial_head_arrays(cfg, encoder)}
     return {k: tuple(v.shape) for k, v in state.items()}
 
 

@@ -16,7 +16,7 @@ from typing import TextIO
 from client.deploy_config import SiteDeployConfig
 from client.foreground import StopRequest, run_foreground
 from client.keys import check_private_key
-from client.site_config import DATA_DIR_KEY, STATE_DIR_KEY
+from client.site_config import DATA_DIR_KEY, SHARE_TEMPLATES_KEY, STATE_DIR_KEY
 from shared.flower_cli import flower_bin, flower_env
 
 FLOWER_HOME_DIR = "flower"
@@ -34,7 +34,8 @@ class SiteDaemonConfigError(ValueError):
 def node_config_arg(cfg: SiteDeployConfig) -> str:
     """Flower's ``--node-config`` value: TOML ``key="value"`` pairs (JSON strings are valid)."""
     return (f"{DATA_DIR_KEY}={json.dumps(str(cfg.data_dir))} "
-            f"{STATE_DIR_KEY}={json.dumps(str(cfg.state_dir))}")
+            f"{STATE_DIR_KEY}={json.dumps(str(cfg.state_dir))} "
+            f"{SHARE_TEMPLATES_KEY}={'true' if cfg.share_templates else 'false'}")
 
 
 def check_ready(cfg: SiteDeployConfig, *, insecure: bool = False) -> None:

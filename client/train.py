@@ -18,6 +18,12 @@ from client.session import SiteSession, site_seed
 from shared.config import RunConfig, SiteConfig
 from shared.keys import MetricKey, task_metric_key
 from shared.model import global_state, load_global_state
+from shared.pretext.shared_heads import (
+    head_arrays,
+    load_head_arrays,
+    require_consent,
+    split_arrays,
+)
 from shared.stats_schema import StatsPool
 
 log = logging.getLogger(__name__)
@@ -87,7 +93,8 @@ def train_round(
 
     Loads the global encoder into the site's model (site-local parts restored from disk),
     runs the pretext task, saves the site-local state, and returns only the encoder's
-    global entries plus metrics.
+    global entries (plus the head entries the run shares, if this site consents) and
+    metrics.
 
     ``cfg.federation.strategy`` adds the site's part of two strategies: ``fedema`` blends
     the site's previous encoder into the global one before training (client/fedema.py);
@@ -95,11 +102,13 @@ def train_round(
     reported ``train-loss`` is the pretext loss alone, comparable across strategies.
     """
     started = time.perf_counter()
+    require_consent(cfg, site_allows=site.share_templates)
     strategy = cfg.federation.strategy
     session = SiteSession.open(cfg, site, pool=pool, server_round=server_round)
     fedema = _fedema_start(session, global_arrays, server_round) if strategy.name == "fedema" else None
-    load_global_state(session.encoder, fedema.arrays if fedema is not None else global_arrays,
-                      site_local_norm=cfg.model.site_local_norm)
+    encoder_arrays, shared_head = split_arrays(fedema.arrays if fedema is not None else global_arrays)
+    load_global_state(session.encoder, encoder_arrays, site_local_norm=cfg.model.site_local_norm)
+    load_head_arrays(cfg, session.heads, shared_head)
     prox = (ProximalTerm(global_parameters(session.encoder, site_local_norm=cfg.model.site_local_norm),
                          mu=strategy.proximal_mu)
             if strategy.name == "fedprox" else None)
@@ -131,7 +140,8 @@ def train_round(
     warning = session.pretext.skip_warning(skipped)
     if warning:
         log.warning("%s", warning)
-    arrays = global_state(session.encoder, site_local_norm=cfg.model.site_local_norm)
+    arrays = {**global_state(session.encoder, site_local_norm=cfg.model.site_local_norm),
+              **head_arrays(cfg, session.heads)}
     if fedema is not None:
         # W_k for the next round: the encoder exactly as this site sends it.
         session.state.fedema_encoder = {k: v.clone() for k, v in arrays.items()}

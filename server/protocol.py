@@ -24,7 +24,14 @@ from server.stats_pool import pool_site_stats
 from server.strategy import build_strategy
 from shared.config import RunConfig
 from shared.keys import Action, ConfigKey, MetricKey, RecordKey
-from shared.model import build_encoder, global_parameter_names, global_state, load_global_state
+from shared.model import (
+    MultiModalEncoder,
+    build_encoder,
+    global_parameter_names,
+    global_state,
+    load_global_state,
+)
+from shared.pretext.shared_heads import initial_head_arrays, split_arrays
 from shared.stats_schema import SiteStats, StatsPool
 from shared.wire import encode_round_config
 
@@ -126,7 +133,7 @@ def collect_pool(grid: Grid, cfg: RunConfig, nodes: list[int]) -> StatsPool:
     return pool
 
 
-def _initial_encoder(cfg: RunConfig, preset: str) -> torch.nn.Module:
+def _initial_encoder(cfg: RunConfig, preset: str) -> MultiModalEncoder:
     torch.manual_seed(cfg.seed)  # every run with this seed starts from the same weights
     return build_encoder(preset)
 
@@ -149,7 +156,9 @@ def run_pretraining(grid: Grid, cfg: RunConfig, *, preset: str) -> Path:
     started = time.time()
     store = CheckpointStore(out)
     encoder = _initial_encoder(cfg, preset)
-    names = global_parameter_names(encoder, site_local_norm=cfg.model.site_local_norm)
+    shared_head = initial_head_arrays(cfg, encoder)  # empty unless the run shares templates
+    names = [*global_parameter_names(encoder, site_local_norm=cfg.model.site_local_norm),
+             *shared_head]
     fed = cfg.federation
 
     if cfg.resume:
@@ -163,7 +172,7 @@ def run_pretraining(grid: Grid, cfg: RunConfig, *, preset: str) -> Path:
         nodes = wait_for_sites(grid, count=fed.min_nodes, timeout_s=fed.connect_timeout_s)
         write_progress(out, phase="statistics", round=0, rounds=fed.num_rounds)
         pool = collect_pool(grid, cfg, nodes)
-        arrays = global_state(encoder, site_local_norm=cfg.model.site_local_norm)
+        arrays = {**global_state(encoder, site_local_norm=cfg.model.site_local_norm), **shared_head}
         first_round = 1
         store.save_round(0, arrays, pool, config_json=cfg.to_json())
         metrics.set_meta(config=json.loads(cfg.to_json()), preset=preset,
@@ -227,7 +236,8 @@ def run_pretraining(grid: Grid, cfg: RunConfig, *, preset: str) -> Path:
             "No round reached its quorum, so the encoder was never trained. Check the sites' "
             "logs (their errors are listed per round in metrics.json)."
         )
-    load_global_state(encoder, current.to_torch_state_dict(), site_local_norm=cfg.model.site_local_norm)
+    encoder_arrays, _ = split_arrays(current.to_torch_state_dict())  # shared heads not exported
+    load_global_state(encoder, encoder_arrays, site_local_norm=cfg.model.site_local_norm)
     card = {
         "format": "fedmm-encoder/1",
         "preset": preset,

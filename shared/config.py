@@ -97,21 +97,33 @@ class AdaDNConfig(FrozenModel):
     )
 
 
-class CrossModalContrastiveConfig(FrozenModel):
+class TaskConfig(FrozenModel):
+    """What every pretext task's config has: its loss weight, and which head entries it shares."""
+
+    weight: float = Field(default=1.0, gt=0, description="Weight of this task's loss in the sum.")
+
+    def shared_head_entries(self) -> tuple[str, ...]:
+        """Names in the task's head ``state_dict`` that the run aggregates across sites.
+
+        Empty by default: every head stays on its site. A task that offers to share an
+        entry does so only behind an explicit option (and each site must consent too).
+        """
+        return ()
+
+
+class CrossModalContrastiveConfig(TaskConfig):
     """InfoNCE with positives = two modalities of one study at one location (Wen et al. 2023)."""
 
     name: Literal["cross_modal_contrastive"] = "cross_modal_contrastive"
-    weight: float = Field(default=1.0, gt=0, description="Weight of this task's loss in the sum.")
     temperature: float = Field(default=0.1, gt=0, le=10)
     projection_dim: int = Field(default=64, ge=8)
     adadn: AdaDNConfig = AdaDNConfig()
 
 
-class ModalityPuzzleConfig(FrozenModel):
+class ModalityPuzzleConfig(TaskConfig):
     """SLeM modality-block recombination: classify which modality fills each block."""
 
     name: Literal["modality_puzzle"] = "modality_puzzle"
-    weight: float = Field(default=1.0, gt=0, description="Weight of this task's loss in the sum.")
     repetition: bool = Field(
         default=True,
         description="True: any present modality per block (M^4 classes; a study needs two "
@@ -127,11 +139,10 @@ class ModalityPuzzleConfig(FrozenModel):
     )
 
 
-class MaskedModalityReconstructionConfig(FrozenModel):
+class MaskedModalityReconstructionConfig(TaskConfig):
     """BrainMVP: masked blocks filled from templates / another modality, reconstructed."""
 
     name: Literal["masked_modality_reconstruction"] = "masked_modality_reconstruction"
-    weight: float = Field(default=1.0, gt=0, description="Weight of this task's loss in the sum.")
     block_size: int = Field(default=8, ge=2, description="Edge of the cubic masking blocks (voxels).")
     mask_ratio: float = Field(default=0.8, gt=0, lt=1, description="Fraction of blocks masked.")
     template_size: int = Field(
@@ -151,13 +162,22 @@ class MaskedModalityReconstructionConfig(FrozenModel):
     rec_weight_view2: float = Field(default=1.0, ge=0, description="BrainMVP: 1 x rec(view 2).")
     contrastive_weight: float = Field(default=1.0, ge=0, description="BrainMVP: 1 x contrastive.")
     temperature: float = Field(default=1.0, gt=0, le=10, description="BrainMVP uses 1.0.")
+    share_templates: bool = Field(
+        default=False,
+        description="Aggregate the modality templates across sites like the encoder. WARNING: "
+        "a learnt template converges towards an average image of a site's patients, so "
+        "sharing it sends patient-derived images; each site must also allow it "
+        "(site.toml share_templates = true).",
+    )
+
+    def shared_head_entries(self) -> tuple[str, ...]:
+        return ("templates",) if self.share_templates else ()
 
 
-class RelativeSlicePositionConfig(FrozenModel):
+class RelativeSlicePositionConfig(TaskConfig):
     """Anatomy planes: regress a slice's normalised position along the stack."""
 
     name: Literal["relative_slice_position"] = "relative_slice_position"
-    weight: float = Field(default=1.0, gt=0, description="Weight of this task's loss in the sum.")
     axis: Literal["axial", "coronal", "sagittal", "random"] = Field(
         default="axial", description="Stack direction; 'random' picks one per study."
     )
@@ -165,11 +185,10 @@ class RelativeSlicePositionConfig(FrozenModel):
     slab_thickness: int = Field(default=1, ge=1, le=16, description="Voxels per slice (1 = a slice).")
 
 
-class PlaneIntersectionConfig(FrozenModel):
+class PlaneIntersectionConfig(TaskConfig):
     """Anatomy planes: regress the heat map of the line where two oblique planes meet."""
 
     name: Literal["plane_intersection"] = "plane_intersection"
-    weight: float = Field(default=1.0, gt=0, description="Weight of this task's loss in the sum.")
     sigma: float = Field(
         default=1.5, gt=0, le=16,
         description="Gaussian width of the line heat map in plane pixels (the paper's 6 px on "
@@ -360,6 +379,12 @@ class SiteConfig(FrozenModel):
 
     data_dir: Path
     state_dir: Path
+    share_templates: bool = Field(
+        default=False,
+        description="This site agrees to send learnt BrainMVP templates (average images of "
+        "its patients) when a run asks for them (masked_modality_reconstruction."
+        "share_templates); without it such a run fails at this site with a clear error.",
+    )
 
 
 # --------------------------------------------------------------------------- errors

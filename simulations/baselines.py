@@ -24,6 +24,7 @@ from client.train import train_round
 from server.checkpoints import export_encoder
 from shared.config import ModelConfig, RunConfig, SiteConfig, StrategyConfig
 from shared.model import build_encoder, global_state, load_global_state, resolve_preset
+from shared.pretext.shared_heads import initial_head_arrays, split_arrays
 from shared.stats_schema import StatsPool
 
 
@@ -76,8 +77,10 @@ def pretrain_alone(
         "federation": cfg.federation.model_copy(update={"strategy": StrategyConfig()}),
     })
     torch.manual_seed(cfg.seed)  # the same initial weights as the federated server
-    arrays = global_state(build_encoder(preset), site_local_norm=cfg.model.site_local_norm)
-    site = SiteConfig(data_dir=data_dir, state_dir=out_dir / "site")
+    encoder = build_encoder(preset)
+    arrays = {**global_state(encoder, site_local_norm=cfg.model.site_local_norm),
+              **initial_head_arrays(cfg, encoder)}
+    site = SiteConfig(data_dir=data_dir, state_dir=out_dir / "site", share_templates=True)
     losses = []
     for server_round in range(1, rounds + 1):
         result = train_round(cfg=cfg, site=site, global_arrays=arrays, pool=pool,
@@ -85,7 +88,8 @@ def pretrain_alone(
         arrays = result.arrays
         losses.append(result.metrics.get("train-loss"))
     session = SiteSession.open(cfg, site, pool=pool)  # restores the trained local parts
-    load_global_state(session.encoder, arrays, site_local_norm=cfg.model.site_local_norm)
+    load_global_state(session.encoder, split_arrays(arrays)[0],
+                      site_local_norm=cfg.model.site_local_norm)
     state = {k: v.detach().cpu() for k, v in session.encoder.state_dict().items()}
     path, _ = export_encoder(out_dir, state, preset=preset,
                              card={"format": "fedmm-encoder/1", "preset": preset,

@@ -26,7 +26,9 @@ Our reconstruction (each is a config option or stated in docs/methods.md):
 * the contrastive loss uses a projection MLP on the pooled deepest features;
 * warm-ups count federated rounds.
 The templates are part of the site-local head: a learnt template converges towards an
-average image of the site's patients, which must not leave the site.
+average image of the site's patients, which must not leave the site. ``share_templates``
+(off by default; each site must consent in its own settings too) aggregates them across
+sites like the encoder (shared/pretext/shared_heads.py).
 """
 
 from __future__ import annotations

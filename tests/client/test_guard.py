@@ -79,3 +79,18 @@ def test_stats_reply_must_be_a_valid_site_stats() -> None:
 def test_evaluate_reply_cannot_carry_weights() -> None:
     with pytest.raises(OutgoingMessageError, match="exactly"):
         check_reply(train_reply(), action=Action.EVALUATE, cfg=CFG)
+
+
+def test_templates_leave_only_when_the_run_shares_them() -> None:
+    key = "head.masked_modality_reconstruction.templates"
+    shared = RunConfig.model_validate({
+        "model": {"preset": "cpu-small"},
+        "pretext": {"name": "masked_modality_reconstruction", "share_templates": True}})
+    state = global_state(build_encoder("cpu-small"), site_local_norm=True)
+    with_templates = ArrayRecord({**state, key: torch.zeros(4, 1, 32, 32, 32)})
+    check_reply(train_reply(**{RecordKey.ARRAYS: with_templates}), action=Action.TRAIN, cfg=shared)
+    private = shared.model_copy(update={"pretext": (shared.pretext[0].model_copy(
+        update={"share_templates": False}),)})
+    with pytest.raises(OutgoingMessageError, match="unexpected"):
+        check_reply(train_reply(**{RecordKey.ARRAYS: with_templates}), action=Action.TRAIN,
+                    cfg=private)

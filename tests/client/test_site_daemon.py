@@ -46,6 +46,17 @@ def test_node_config_reaches_the_clientapp_as_the_site_folders(site: SiteDeployC
     node_config = tomllib.loads(cmd[cmd.index("--node-config") + 1].replace('" ', '"\n'))
     resolved = resolve_site(node_config, RunConfig())
     assert resolved.data_dir == site.data_dir and resolved.state_dir == site.state_dir
+    assert resolved.share_templates is False  # no consent unless site.toml gives it
+    consenting = supernode_command(site.model_copy(update={"share_templates": True}))
+    node_config = tomllib.loads(consenting[consenting.index("--node-config") + 1]
+                                .replace('" ', '"\n'))
+    assert resolve_site(node_config, RunConfig()).share_templates is True
+
+
+def test_a_non_boolean_consent_is_refused_with_the_fix(tmp_path: Path) -> None:
+    node_config = {"data-dir": str(tmp_path), "state-dir": str(tmp_path), "share-templates": "maybe"}
+    with pytest.raises(ValueError, match="share-templates=true or share-templates=false"):
+        resolve_site(node_config, RunConfig())
 
 
 def test_check_ready_lists_every_problem_with_its_fix(tmp_path: Path) -> None:

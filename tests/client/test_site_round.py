@@ -97,3 +97,22 @@ def test_site_stats_without_dry_run_explains(site: SiteConfig) -> None:
     proc = subprocess.run([str(exe), "site", "stats", "--data", str(site.data_dir)],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "--dry-run" in proc.stderr
+
+
+def test_shared_templates_need_the_sites_consent(site: SiteConfig) -> None:
+    from shared.pretext.shared_heads import initial_head_arrays
+
+    key = "head.masked_modality_reconstruction.templates"
+    cfg = CFG.model_copy(update={"pretext": RunConfig.model_validate({"pretext": {
+        "name": "masked_modality_reconstruction", "template_size": 8,
+        "share_templates": True}}).pretext})
+    torch.manual_seed(0)
+    encoder = build_encoder("cpu-small")
+    arrays = {**global_state(encoder, site_local_norm=True), **initial_head_arrays(cfg, encoder)}
+    with pytest.raises(PermissionError, match=r"site\.toml"):
+        train_round(cfg=cfg, site=site, global_arrays=arrays, pool=None, server_round=1)
+    consenting = site.model_copy(update={"share_templates": True})
+    result = train_round(cfg=cfg, site=consenting, global_arrays=arrays, pool=None, server_round=1)
+    assert result.arrays.keys() == arrays.keys()
+    assert not torch.equal(result.arrays[key], arrays[key])  # the templates trained
+    evaluate_round(cfg=cfg, site=consenting, global_arrays=result.arrays, pool=None)

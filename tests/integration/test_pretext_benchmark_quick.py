@@ -29,6 +29,7 @@ def test_pretext_benchmark_quick(tmp_path: Path) -> None:
         assert row["seconds_per_step"] > 0
         assert 0.0 <= row["downstream"]["dice_mean"] <= 1.0
         assert row["dice_minus_scratch_points"] is not None
+        assert len(row["paired_points"]) == 1  # one seed: its Dice minus scratch's
     assert doc["best_by_dice"] in ("relative_slice_position", combo)
     assert "| relative_slice_position |" in (tmp_path / "results" / "pretext_quick.md").read_text()
     assert (tmp_path / "results" / "pretext_quick.png").stat().st_size > 3000

@@ -15,7 +15,9 @@ from shared.model import load_pretrained_encoder
 
 pytestmark = pytest.mark.integration
 
-TINY = """
+def tiny_scenario(*, local_steps: int = 2, num_rounds: int = 1, extra: str = "") -> str:
+    """A seconds-long scenario: 2 phantom sites x 4 subjects at 4 mm, 16^3 crops."""
+    return f"""
 seed = 1
 [simulation]
 sites = 2
@@ -28,15 +30,18 @@ crop_size = 16
 batch_size = 2
 eval_fraction = 0.25
 [train]
-local_steps = 2
+local_steps = {local_steps}
 eval_batches = 1
 [federation]
-num_rounds = 1
+num_rounds = {num_rounds}
 round_timeout_s = 300
 connect_timeout_s = 120
 [privacy]
 min_studies = 2
-"""
+{extra}"""
+
+
+TINY = tiny_scenario()
 
 
 def simulate(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:

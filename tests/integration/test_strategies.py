@@ -7,37 +7,29 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import torch
+from safetensors.torch import load_file
 
-from tests.integration.test_simulate import leftover_processes, simulate
+from tests.integration.test_simulate import leftover_processes, simulate, tiny_scenario
 
 pytestmark = pytest.mark.integration
 
-# 2 sites x 2 rounds x 1 local step: FedEMA needs a second round to blend anything.
-TINY = """
-seed = 1
-[simulation]
-sites = 2
-[simulation.phantom]
-subjects_per_site = 4
-spacing_mm = 4.0
-[data]
-spacing_mm = 4.0
-crop_size = 16
-batch_size = 2
-eval_fraction = 0.25
-[train]
-local_steps = 1
-eval_batches = 1
-[federation]
-num_rounds = 2
-round_timeout_s = 300
-connect_timeout_s = 120
-[federation.strategy]
+
+def scenario(name: str) -> str:
+    """2 sites x 2 rounds x 1 local step: FedEMA needs a second round to blend anything.
+
+    The fedmedian run also pretrains with BrainMVP's templates shared (an opt-in head entry
+    that every strategy aggregates next to the encoder; simulated sites consent).
+    """
+    templates = """[[pretext]]
+name = "masked_modality_reconstruction"
+template_size = 8
+share_templates = true
+""" if name == "fedmedian" else ""
+    return tiny_scenario(local_steps=1, num_rounds=2, extra=f"""[federation.strategy]
 name = "{name}"
 fedema_tau = 0.5
-[privacy]
-min_studies = 2
-"""
+{templates}""")
 
 
 # FedProx also checks that sites accept Flower's extra "proximal-mu" config entry; it is
@@ -48,7 +40,7 @@ def strategy_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
                  ) -> tuple[str, Path, subprocess.CompletedProcess[str]]:
     name = str(request.param)
     work = tmp_path_factory.mktemp(name)
-    (work / "tiny.toml").write_text(TINY.format(name=name))
+    (work / "tiny.toml").write_text(scenario(name))
     out = work / "run"
     proc = simulate("--config", str(work / "tiny.toml"), "--out", str(out), cwd=work)
     return name, out, proc
@@ -83,3 +75,15 @@ def test_other_strategies_send_no_fedema_metric(strategy_run) -> None:
         pytest.skip("not FedEMA")
     for rnd in json.loads((out / "metrics.json").read_text())["rounds"]:
         assert all("fedema-mu" not in s for s in rnd["train"]["sites"].values())
+
+
+def test_shared_templates_are_aggregated_but_not_exported(strategy_run) -> None:
+    name, out, proc = strategy_run
+    if name != "fedmedian":
+        pytest.skip("the fedmedian run shares templates")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    key = "head.masked_modality_reconstruction.templates"
+    start = load_file(out / "checkpoints" / "round_0000.safetensors")
+    end = load_file(out / "checkpoints" / "round_0002.safetensors")
+    assert start[key].shape == (4, 1, 8, 8, 8) and not torch.equal(start[key], end[key])
+    assert key not in load_file(out / "encoder.safetensors")

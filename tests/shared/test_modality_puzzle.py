@@ -12,6 +12,7 @@ from shared.config import ModalityPuzzleConfig
 from shared.model import build_encoder
 from shared.pretext import PretextMixture, TaskContext, build_pretext
 from shared.pretext.modality_puzzle import ModalityPuzzleTask, block_slices
+from tests.shared.fitting import fit
 
 MODS = ("t1", "t1ce", "t2", "flair")
 
@@ -144,10 +145,5 @@ def test_loss_falls_when_learning_the_assignment() -> None:
     torch.manual_seed(0)
     encoder = build_encoder("cpu-small")
     head = task.build_head(encoder)
-    opt = torch.optim.Adam([*encoder.parameters(), *head.parameters()], lr=3e-3)
-    first = float(task.loss(views, encoder=encoder, head=head).detach())
-    for _ in range(10):
-        opt.zero_grad()
-        task.loss(views, encoder=encoder, head=head).backward()
-        opt.step()
-    assert float(task.loss(views, encoder=encoder, head=head).detach()) < 0.3 * first
+    first, last = fit(task, views, encoder=encoder, head=head, steps=10)
+    assert last < 0.3 * first

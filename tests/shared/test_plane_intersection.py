@@ -21,6 +21,7 @@ from shared.pretext.plane_intersection import (
     plane_grid,
     sample_plane,
 )
+from tests.shared.fitting import fit
 
 MODS = ("t1", "t2")
 SIZE = 16
@@ -160,13 +161,7 @@ def test_loss_is_the_mse_of_the_heat_maps() -> None:
 
 def test_loss_falls_below_the_all_background_answer() -> None:
     t, encoder, head, views = model_and_views()
-    opt = torch.optim.Adam([*encoder.parameters(), *head.parameters()], lr=3e-3)
-    first = float(t.loss(views, encoder=encoder, head=head).detach())
-    for _ in range(20):
-        opt.zero_grad()
-        t.loss(views, encoder=encoder, head=head).backward()
-        opt.step()
-    last = float(t.loss(views, encoder=encoder, head=head).detach())
+    first, last = fit(t, views, encoder=encoder, head=head, steps=20)
     all_background = float((views.tensors["heatmap"] ** 2).mean())
     assert last < 0.5 * first
     # predicting zeros everywhere is not enough: the lines have been (over)fitted

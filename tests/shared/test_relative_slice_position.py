@@ -12,6 +12,7 @@ from shared.config import RelativeSlicePositionConfig
 from shared.model import build_encoder
 from shared.pretext import TaskContext, build_pretext
 from shared.pretext.relative_slice_position import STACK_AXES, slab_position
+from tests.shared.fitting import fit
 
 MODS = ("t1", "t2")
 SIZE = 8
@@ -146,13 +147,7 @@ def test_loss_falls_on_a_learnable_ramp() -> None:
     encoder = build_encoder("cpu-small")
     head = t.build_head(encoder)
     views = t.make_views(ramp_batch(), torch.Generator().manual_seed(0))
-    opt = torch.optim.Adam([*encoder.parameters(), *head.parameters()], lr=3e-3)
-    first = float(t.loss(views, encoder=encoder, head=head).detach())
-    for _ in range(40):
-        opt.zero_grad()
-        t.loss(views, encoder=encoder, head=head).backward()
-        opt.step()
-    last = float(t.loss(views, encoder=encoder, head=head).detach())
+    first, last = fit(t, views, encoder=encoder, head=head, steps=40)
     # below the variance of the targets: the positions are read from the slabs, not guessed
     assert last < 0.3 * first
     assert last < 0.5 * float(views.tensors["position"].var(unbiased=False))
