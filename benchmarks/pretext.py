@@ -120,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--local-steps", type=int, default=None)
     parser.add_argument("--finetune-steps", type=int, default=None)
     parser.add_argument("--step-timing-steps", type=int, default=5)
+    parser.add_argument("--site-local-norm", choices=("true", "false"), default=None,
+                        help="keep normalization affine on the sites (FedBN) during pretraining")
     parser.add_argument("--out-dir", type=Path, default=RESULTS)
     parser.add_argument("--work-dir", type=Path, default=Path("runs") / "pretext")
     args = parser.parse_args(argv)
@@ -129,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     for knob in ("rounds", "local_steps", "finetune_steps"):
         if getattr(args, knob) is not None:
             overrides[knob] = getattr(args, knob)
+    if args.site_local_norm is not None:
+        overrides["site_local_norm"] = args.site_local_norm == "true"
     base = replace(base, **overrides)
     started = time.perf_counter()
     data_root, train_sites, _ = phantom_sites(base)

@@ -57,8 +57,9 @@ class QualityConfig:
     classify_steps: int = 250
     finetune_crop: int = 32
     workers: int = 2
-    pretext: str = "cross_modal_contrastive"  # the --pretext form: "a,b:0.5"
+    pretext: str = "plane_intersection"  # fedmm's default; the --pretext form: "a,b:0.5"
     strategy: str = "fedavg"
+    site_local_norm: bool = True        # FedBN-style: normalization affine stays on the sites
     variants: tuple[str, ...] = VARIANTS
 
     @classmethod
@@ -114,6 +115,7 @@ def pretrain(cfg: QualityConfig, *, seed: int, data_root: Path, train_sites: lis
     from simulations.simulate import run_simulation
 
     run_raw = {"seed": seed,
+               "model": {"site_local_norm": cfg.site_local_norm},
                "data": {"spacing_mm": cfg.spacing_mm, "crop_size": cfg.pretrain_crop},
                "pretext": parse_pretext_option(cfg.pretext),
                "train": {"local_steps": cfg.local_steps},
@@ -316,6 +318,8 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"pretext tasks, 'a,b:0.5' (default {QualityConfig().pretext})")
     parser.add_argument("--strategy", default=None, help="aggregation strategy (default fedavg)")
     parser.add_argument("--seeds", default=None, help="comma-separated seeds (default 0,1,2)")
+    parser.add_argument("--site-local-norm", choices=("true", "false"), default=None,
+                        help="keep normalization affine on the sites (FedBN) during pretraining")
     args = parser.parse_args(argv)
     cfg = QualityConfig.quick() if args.quick else QualityConfig()
     overrides: dict[str, Any] = {k: getattr(args, k) for k in (
@@ -323,6 +327,8 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, k) is not None}
     if args.seeds:
         overrides["seeds"] = tuple(int(x) for x in args.seeds.split(","))
+    if args.site_local_norm is not None:
+        overrides["site_local_norm"] = args.site_local_norm == "true"
     cfg = replace(cfg, **overrides)
     name = args.name or ("quality_quick" if args.quick else "quality")
     doc = run_quality(cfg, work=args.work_dir.resolve())

@@ -46,19 +46,19 @@ def test_train_round_returns_only_global_entries_and_keeps_state(site: SiteConfi
     assert any(not torch.equal(result.arrays[k], arrays[k]) for k in arrays)
     assert result.metrics["num-examples"] > 0 and np.isfinite(result.metrics["train-loss"])
     state = SiteState.load(site.state_dir)
-    assert state.rounds == [1] and "cross_modal_contrastive" in state.heads
+    assert state.rounds == [1] and "plane_intersection" in state.heads
     assert state.encoder_local and state.optimizer is not None
 
 
 def test_site_state_survives_a_restart(site: SiteConfig) -> None:
     arrays = initial_arrays()
     train_round(cfg=CFG, site=site, global_arrays=arrays, pool=None, server_round=1)
-    head_after_1 = SiteState.load(site.state_dir).heads["cross_modal_contrastive"]
+    head_after_1 = SiteState.load(site.state_dir).heads["plane_intersection"]
     # a "restarted" site: a fresh process would read the same file
     train_round(cfg=CFG, site=site, global_arrays=arrays, pool=None, server_round=2)
     state = SiteState.load(site.state_dir)
     assert state.rounds == [1, 2]
-    assert any(not torch.equal(head_after_1[k], state.heads["cross_modal_contrastive"][k])
+    assert any(not torch.equal(head_after_1[k], state.heads["plane_intersection"][k])
                for k in head_after_1)
 
 
