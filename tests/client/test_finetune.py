@@ -88,3 +88,14 @@ def test_cli_reports_bad_options(sites: Path) -> None:
     proc = subprocess.run([str(exe), "finetune", "--encoder", "none", "--data-root", str(sites),
                            "--label-fraction", "0"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "label_fraction" in proc.stdout + proc.stderr
+
+
+def test_cli_context_fusion_trains_with_the_block(sites: Path, tmp_path: Path) -> None:
+    exe = Path(sys.executable).parent / "fedmm"
+    proc = subprocess.run([str(exe), "finetune", "--encoder", "none", "--data-root", str(sites),
+                           "--task", "segmentation", "--context-fusion", "--steps", "1",
+                           "--out", str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    doc = json.loads((tmp_path / "out" / "finetune.json").read_text())
+    assert doc["config"]["context_fusion"] is True and "dice_mean" in doc["metrics"]
