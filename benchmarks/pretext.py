@@ -29,7 +29,14 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from quality import RESULTS, QualityConfig, machine_line, phantom_sites, run_quality
+from quality import (
+    RESULTS,
+    QualityConfig,
+    machine_line,
+    phantom_sites,
+    pretraining_config,
+    run_quality,
+)
 
 
 def seconds_per_step(cfg: QualityConfig, pretext: str, *, data_dir: Path, steps: int) -> float:
@@ -39,11 +46,9 @@ def seconds_per_step(cfg: QualityConfig, pretext: str, *, data_dir: Path, steps:
     from client.train import train_round
     from shared.config import RunConfig, SiteConfig
     from shared.model import build_encoder, global_state, resolve_preset
-    from shared.pretext.selection import parse_pretext_option
 
-    run = RunConfig.model_validate({
-        "data": {"spacing_mm": cfg.spacing_mm, "crop_size": cfg.pretrain_crop},
-        "pretext": parse_pretext_option(pretext), "train": {"local_steps": steps}})
+    raw = pretraining_config(replace(cfg, pretext=pretext, local_steps=steps), seed=0, num_sites=1)
+    run = RunConfig.model_validate(raw)
     preset = resolve_preset(run.model, cuda_available=torch.cuda.is_available())
     arrays = global_state(build_encoder(preset), site_local_norm=run.model.site_local_norm)
     times = []

@@ -103,25 +103,31 @@ def _run_job(job: Job, cfg_json: str, data_root: str, train_sites: list[str],
     return job
 
 
+def pretraining_config(cfg: QualityConfig, *, seed: int, num_sites: int) -> dict[str, Any]:
+    """The RunConfig (as a raw dict) every pretraining variant of this benchmark uses."""
+    from shared.pretext.selection import parse_pretext_option
+
+    return {"seed": seed,
+            "model": {"site_local_norm": cfg.site_local_norm},
+            "data": {"spacing_mm": cfg.spacing_mm, "crop_size": cfg.pretrain_crop},
+            "pretext": parse_pretext_option(cfg.pretext),
+            "train": {"local_steps": cfg.local_steps},
+            "federation": {"num_rounds": cfg.rounds, "min_nodes": num_sites,
+                           "strategy": {"name": cfg.strategy}},
+            "privacy": {"min_studies": 2}}
+
+
 def pretrain(cfg: QualityConfig, *, seed: int, data_root: Path, train_sites: list[str],
              work: Path) -> dict[str, Any]:
     """Pretrain the federated (Flower), centralized and local-only encoders of ``cfg.variants``."""
     from rich.console import Console
 
     from shared.config import RunConfig
-    from shared.pretext.selection import parse_pretext_option
     from simulations.baselines import exact_pool, pooled_site_folder, pretrain_alone
     from simulations.scenario import build_scenario
     from simulations.simulate import run_simulation
 
-    run_raw = {"seed": seed,
-               "model": {"site_local_norm": cfg.site_local_norm},
-               "data": {"spacing_mm": cfg.spacing_mm, "crop_size": cfg.pretrain_crop},
-               "pretext": parse_pretext_option(cfg.pretext),
-               "train": {"local_steps": cfg.local_steps},
-               "federation": {"num_rounds": cfg.rounds, "min_nodes": len(train_sites),
-                              "strategy": {"name": cfg.strategy}},
-               "privacy": {"min_studies": 2}}
+    run_raw = pretraining_config(cfg, seed=seed, num_sites=len(train_sites))
     out: dict[str, Any] = {"seconds": {}}
     if "federated" in cfg.variants:
         scenario = build_scenario({**run_raw, "simulation": {"sites": len(train_sites),

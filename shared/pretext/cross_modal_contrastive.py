@@ -38,10 +38,12 @@ class CrossModalContrastiveTask:
         self.context = context
         self._targets = {m: self._target_table(m) for m in context.modalities}
 
-    def _target_table(self, modality: str) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """Candidate targets for a modality: ``(K, 2)`` (mean, std) and ``(K, bins)`` histograms.
+    def _target_table(self, modality: str) -> tuple[torch.Tensor, list[torch.Tensor]] | None:
+        """Candidate targets for a modality: ``(K, 2)`` (mean, std) and K histograms.
 
-        None when neither the pool (for 'pool' and 'pool_jitter') nor this site knows it.
+        Each histogram keeps its own bin count (all equal when every site runs the same
+        config). None when neither the pool (for 'pool' and 'pool_jitter') nor this site
+        knows the modality.
         """
         entries: tuple[ModalityStats, ...] = ()
         if self.cfg.adadn.target != "own_site" and self.context.pool is not None:
@@ -51,8 +53,7 @@ class CrossModalContrastiveTask:
         if not entries:
             return None
         moments = torch.tensor([[e.mean, e.std] for e in entries], dtype=torch.float32)
-        bins = min(len(e.histogram) for e in entries)
-        hists = torch.tensor([_rebin(e.histogram, bins) for e in entries], dtype=torch.float32)
+        hists = [torch.tensor(e.histogram, dtype=torch.float32) for e in entries]
         return moments, hists
 
     def build_head(self, encoder: MultiModalEncoder) -> nn.Module:
@@ -127,7 +128,8 @@ class CrossModalContrastiveTask:
             moments, hists = table
             k = min(int(pick[i] * moments.shape[0]), moments.shape[0] - 1)
             tgt_mean[i], tgt_std[i] = moments[k, 0], moments[k, 1]
-            tgt_hist[i] = torch.tensor(_rebin(hists[k].tolist(), src_hist.shape[1]))
+            if opts.matching == "histogram":
+                tgt_hist[i] = _rebin(hists[k], src_hist.shape[1])
             moved[i] = True
         if opts.matching == "moments":
             out = adadn(x, src_mean=src_mean, src_std=src_std,
@@ -152,8 +154,11 @@ class CrossModalContrastiveTask:
         return info_nce(z1, z2, temperature=self.cfg.temperature)
 
 
-def _rebin(histogram: tuple[float, ...] | list[float], bins: int) -> list[float]:
-    """Resample a histogram over [0, 1] to ``bins`` equal bins through its cumulative sum."""
-    old = np.concatenate([[0.0], np.cumsum(histogram)])
-    new = np.interp(np.linspace(0, 1, bins + 1), np.linspace(0, 1, len(histogram) + 1), old)
-    return [float(v) for v in np.diff(new)]
+def _rebin(histogram: torch.Tensor, bins: int) -> torch.Tensor:
+    """A histogram over [0, 1] with ``bins`` equal bins (resampled through its cumulative sum
+    when its own bin count differs)."""
+    if histogram.numel() == bins:
+        return histogram
+    old = np.concatenate([[0.0], np.cumsum(histogram.numpy())])
+    new = np.interp(np.linspace(0, 1, bins + 1), np.linspace(0, 1, histogram.numel() + 1), old)
+    return torch.from_numpy(np.diff(new)).float()

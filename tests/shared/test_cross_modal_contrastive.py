@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from shared.config import AdaDNConfig, CrossModalContrastiveConfig
@@ -76,12 +77,14 @@ def test_pool_jitter_draws_around_the_pool_entry_and_replays() -> None:
     torch.testing.assert_close(again.tensors["view1"], views.tensors["view1"])
 
 
-def test_histogram_matching_moves_views_into_the_target_intensity_range() -> None:
+@pytest.mark.parametrize("batch_bins", [4, 8], ids=["same-bins", "pool-resampled"])
+def test_histogram_matching_moves_views_into_the_target_intensity_range(batch_bins: int) -> None:
     high = (0.0, 0.0, 0.0, 1.0)  # all target mass in [0.75, 1]
     pooled = StatsPool(modalities={m: (ModalityStats(mean=0.9, std=0.05, histogram=high),)
                                    for m in MODS})
     cfg = CrossModalContrastiveConfig(adadn=AdaDNConfig(probability=1.0, matching="histogram"))
     task = build_pretext(cfg, context=TaskContext(modalities=MODS, pool=pooled))
-    views = task.make_views(batch(), torch.Generator().manual_seed(0))
+    studies = {**batch(), "fg_hist": torch.full((3, 2, batch_bins), 1 / batch_bins)}
+    views = task.make_views(studies, torch.Generator().manual_seed(0))
     for key in ("view1", "view2"):
         assert all(0.75 <= m <= 1.0 for m in foreground_means(views, key))
