@@ -13,6 +13,13 @@ label fraction, on segmentation (Dice WT/TC/ET) and classification (enhancing vs
 
     python benchmarks/quality.py            # the committed default (about an hour on 2 cores)
     python benchmarks/quality.py --quick    # a minutes-long smoke version (the test suite runs it)
+    python benchmarks/quality.py --linear-probe --name quality_linear_probe
+                                            # a fine-tuning control: reuses the encoders the
+                                            # default run left in --work-dir, fine-tunes again
+
+Pretrained encoders are recorded per seed in --work-dir (pretraining-seed<N>.json) and
+reused by a later run with the same pretraining settings, so an interrupted run resumes
+after its last finished seed and fine-tuning controls cost only their fine-tuning.
 
 Writes benchmarks/results/quality.json, quality.md and quality.png (or --out-dir), plus a
 report.html of the seed-0 federated run with the downstream table.
@@ -56,8 +63,11 @@ class QualityConfig:
     finetune_steps: int = 250
     classify_steps: int = 250
     finetune_crop: int = 32
+    linear_probe: bool = False          # fine-tuning controls (client/finetune/config.py)
+    encoder_lr_scale: float = 1.0
+    augment_intensity: bool = False
     workers: int = 2
-    pretext: str = "plane_intersection"  # fedmm's default; the --pretext form: "a,b:0.5"
+    pretext: str = "plane_intersection,variance_covariance:0.5"  # fedmm's default, --pretext form
     strategy: str = "fedavg"
     site_local_norm: bool = True        # FedBN-style: normalization affine stays on the sites
     variants: tuple[str, ...] = VARIANTS
@@ -95,7 +105,8 @@ def _run_job(job: Job, cfg_json: str, data_root: str, train_sites: list[str],
         task=job.task, label_fraction=job.fraction, seed=job.seed,
         steps=cfg["finetune_steps"] if job.task == "segmentation" else cfg["classify_steps"],
         crop_size=cfg["finetune_crop"], class_size=max(32, cfg["finetune_crop"]),
-        data=DataConfig(spacing_mm=cfg["spacing_mm"]),
+        linear_probe=cfg["linear_probe"], encoder_lr_scale=cfg["encoder_lr_scale"],
+        augment_intensity=cfg["augment_intensity"], data=DataConfig(spacing_mm=cfg["spacing_mm"]),
     )
     res = run_finetune(encoder=job.encoder, cfg=ft, data_root=Path(data_root),
                        train_sites=train_sites, test_sites=test_sites, cache_dir=Path(cache_dir))
@@ -158,6 +169,82 @@ def pretrain(cfg: QualityConfig, *, seed: int, data_root: Path, train_sites: lis
     return out
 
 
+def pretraining_key(cfg: QualityConfig, *, seed: int, data_root: Path,
+                    train_sites: list[str]) -> dict[str, Any]:
+    """Everything a seed's pretrained encoders depend on (fine-tuning settings are not in it)."""
+    return {"run": pretraining_config(cfg, seed=seed, num_sites=len(train_sites)),
+            "variants": sorted(set(cfg.variants) - {"scratch"}), "data_root": str(data_root),
+            "train_sites": train_sites, "phantom": [cfg.sites, cfg.subjects_per_site, cfg.spacing_mm]}
+
+
+def finished_pretraining(cfg: QualityConfig, *, seed: int, data_root: Path, train_sites: list[str],
+                         work: Path) -> dict[str, Any]:
+    """The seed's pretrained encoders: reused from ``work`` when an earlier run finished them
+    with the same pretraining settings (so fine-tuning controls and interrupted runs do not
+    pretrain again), else pretrained now and recorded."""
+    key = pretraining_key(cfg, seed=seed, data_root=data_root, train_sites=train_sites)
+    record = work / f"pretraining-seed{seed}.json"
+    if record.is_file():
+        done = json.loads(record.read_text())
+        encoders = [done.get("federated"), done.get("centralized"), *done.get("local_only", {}).values()]
+        if done.get("key") == key and all(p and Path(p).is_file() for p in encoders if p is not None):
+            print(f"seed {seed}: reusing the pretrained encoders recorded in {record}", flush=True)
+            return {**done, "reused_from": str(record)}
+    out = pretrain(cfg, seed=seed, data_root=data_root, train_sites=train_sites, work=work)
+    record.write_text(json.dumps({**out, "key": key}, indent=2))
+    return out
+
+
+def effective_dimensions_of(encoder: str | None, samples: list[dict[str, Any]], *, edge: int,
+                            seed: int) -> float:
+    """How many directions the encoder's deepest features of held-out volumes spread along.
+
+    The participation ratio (simulations/report/projection.py) of the deepest feature map
+    of each test study's central ``edge``^3 crop, every voxel of it one sample; ``None``
+    means the random initialisation fine-tuning from scratch starts from (seeded as there).
+    """
+    import numpy as np
+
+    from shared.model.downstream import downstream_encoder
+    from simulations.report.projection import effective_dimensions
+
+    torch.manual_seed(seed)
+    net = downstream_encoder(encoder, in_channels=samples[0]["image"].shape[0]).eval()
+    feats = []
+    with torch.no_grad():
+        for s in samples:
+            image = torch.as_tensor(s["image"]).float()
+            corner = [max(0, (n - edge) // 2) for n in image.shape[1:]]
+            crop = image[:, corner[0]:corner[0] + edge, corner[1]:corner[1] + edge,
+                         corner[2]:corner[2] + edge]
+            deepest = net.forward_features(crop[None])[-1][0]
+            feats.append(deepest.flatten(1).T.numpy())
+    return effective_dimensions(np.concatenate(feats))
+
+
+def representation_table(jobs: list[Job], cfg: QualityConfig, *, data_root: Path,
+                         test_sites: list[str], cache_dir: Path) -> dict[str, dict[str, float]]:
+    """Effective dimensions of every variant's encoder (mean and std over seeds)."""
+    from client.finetune.data import labelled_samples
+    from shared.config import DataConfig
+
+    samples = labelled_samples(data_root, test_sites, data=DataConfig(spacing_mm=cfg.spacing_mm),
+                               cache_dir=cache_dir)
+    edge = 16 * max(1, min(min(s["image"].shape[1:]) for s in samples) // 32)
+    out: dict[str, dict[str, float]] = {}
+    for variant in cfg.variants:
+        per_seed = []
+        for seed in cfg.seeds:
+            encoders = sorted({j.encoder or "" for j in jobs if j.variant == variant and j.seed == seed})
+            if encoders:
+                per_seed.append(statistics.fmean(
+                    effective_dimensions_of(e or None, samples, edge=edge, seed=seed) for e in encoders))
+        if per_seed:
+            out[variant] = {"mean": statistics.fmean(per_seed),
+                            "std": statistics.stdev(per_seed) if len(per_seed) > 1 else 0.0}
+    return out
+
+
 def summarize(jobs: list[Job], cfg: QualityConfig) -> dict[str, dict[str, dict[str, float]]]:
     """Mean and std over seeds (local_only: over its sites first, then over seeds)."""
     out: dict[str, dict[str, dict[str, float]]] = {}
@@ -199,6 +286,18 @@ def markdown(results: dict[str, dict[str, dict[str, float]]]) -> str:
             regions = "/".join(f"{e.get(f'dice_{r}_mean', float('nan')):.2f}" for r in ("wt", "tc", "et"))
             lines.append(f"| {float(fraction):.0%} | {variant} | {fmt(e, 'dice')} ({regions}) | "
                          f"{fmt(e, 'acc')} | {fmt(e, 'balanced_acc')} | {fmt(e, 'auc')} |")
+    return "\n".join(lines)
+
+
+def _deepest_width() -> int:
+    from shared.model import build_encoder
+
+    return build_encoder("cpu-small").out_dim
+
+
+def dims_markdown(dims: dict[str, dict[str, float]], *, width: int) -> str:
+    lines = ["| variant | effective dimensions |", "|---|---|"]
+    lines += [f"| {v} | {e['mean']:.1f} ± {e['std']:.1f} of {width} |" for v, e in dims.items()]
     return "\n".join(lines)
 
 
@@ -277,8 +376,8 @@ def run_quality(cfg: QualityConfig, *, work: Path) -> dict[str, Any]:
     jobs: list[Job] = []
     pretraining: dict[int, dict[str, Any]] = {}
     for seed in cfg.seeds:
-        pretraining[seed] = enc = pretrain(cfg, seed=seed, data_root=data_root,
-                                           train_sites=train_sites, work=work)
+        pretraining[seed] = enc = finished_pretraining(cfg, seed=seed, data_root=data_root,
+                                                       train_sites=train_sites, work=work)
         print(f"seed {seed}: pretrained in {enc['seconds']}", flush=True)
         for task in cfg.tasks:
             for fraction in cfg.label_fractions:
@@ -298,11 +397,14 @@ def run_quality(cfg: QualityConfig, *, work: Path) -> dict[str, Any]:
         done = list(pool.map(_run_job, jobs, *([a] * len(jobs) for a in args_common)))
     finetune_seconds = time.perf_counter() - t_ft
     results = summarize(done, cfg)
+    dims = representation_table(done, cfg, data_root=data_root, test_sites=test_sites,
+                                cache_dir=work / "finetune-cache")
     return {
         "config": asdict(cfg),
         "machine": machine_line(),
         "results": results,
         "goals_at_low_label_fraction": goals(results, str(min(cfg.label_fractions))),
+        "effective_dimensions": dims,
         "seconds": {"total": time.perf_counter() - started, "finetune": finetune_seconds,
                     "pretrain": {str(k): v["seconds"] for k, v in pretraining.items()}},
         "jobs": [asdict(j) for j in done],
@@ -326,11 +428,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", default=None, help="comma-separated seeds (default 0,1,2)")
     parser.add_argument("--site-local-norm", choices=("true", "false"), default=None,
                         help="keep normalization affine on the sites (FedBN) during pretraining")
+    parser.add_argument("--linear-probe", action="store_true",
+                        help="fine-tuning control: freeze every encoder, train the heads only")
+    parser.add_argument("--encoder-lr-scale", type=float, default=None,
+                        help="fine-tuning control: encoder learning rate x this (default 1)")
+    parser.add_argument("--augment-intensity", action="store_true",
+                        help="fine-tuning control: per-modality intensity augmentation")
     args = parser.parse_args(argv)
     cfg = QualityConfig.quick() if args.quick else QualityConfig()
     overrides: dict[str, Any] = {k: getattr(args, k) for k in (
         "rounds", "local_steps", "finetune_steps", "classify_steps", "pretext", "strategy")
         if getattr(args, k) is not None}
+    if args.linear_probe:
+        overrides["linear_probe"] = True
+    if args.augment_intensity:
+        overrides["augment_intensity"] = True
+    if args.encoder_lr_scale is not None:
+        overrides["encoder_lr_scale"] = args.encoder_lr_scale
     if args.seeds:
         overrides["seeds"] = tuple(int(x) for x in args.seeds.split(","))
     if args.site_local_norm is not None:
@@ -344,10 +458,13 @@ def main(argv: list[str] | None = None) -> int:
     args.out_dir.mkdir(parents=True, exist_ok=True)
     (args.out_dir / f"{name}.json").write_text(json.dumps(doc, indent=2))
     table = markdown(results)
+    dims = dims_markdown(doc["effective_dimensions"], width=_deepest_width())
     (args.out_dir / f"{name}.md").write_text(
         f"# Quality benchmark\n\n`{doc['command']}` on {doc['machine']}, "
         f"{doc['seconds']['total'] / 60:.1f} min.\n\n{table}\n\nGoals at "
-        f"{float(low):.0%} labels: {json.dumps(doc['goals_at_low_label_fraction'])}\n")
+        f"{float(low):.0%} labels: {json.dumps(doc['goals_at_low_label_fraction'])}\n\n"
+        f"Effective dimensions of the encoders' deepest features on the test site's studies "
+        f"(participation ratio; scratch = the random initialisation):\n\n{dims}\n")
     bar_chart(results, args.out_dir / f"{name}.png")
     if doc["fed_run"]:
         from simulations.report import write_run_report
@@ -357,6 +474,7 @@ def main(argv: list[str] | None = None) -> int:
                                   title=f"Quality benchmark: federated run, seed {cfg.seeds[0]}")
         print(f"report: {report}")
     print(table)
+    print(f"\n{dims}")
     print(f"\ngoals at {float(low):.0%} labels: {json.dumps(doc['goals_at_low_label_fraction'])}")
     print(f"saved {args.out_dir / (name + '.json')} in {doc['seconds']['total'] / 60:.1f} min")
     return 0

@@ -47,6 +47,12 @@ def finetune_command(
         help="Add SLeM's contextual fusion block (multi-scale dilated convolutions) on the "
         "deepest encoder features; it is trained with the decoder/head.")] = False,
     steps: Annotated[int, typer.Option(help="Optimizer steps.")] = 120,
+    encoder_lr_scale: Annotated[float, typer.Option(
+        help="The encoder trains at the learning rate times this (0 < x <= 1); the new "
+        "decoder/head at the full rate.")] = 1.0,
+    augment_intensity: Annotated[bool, typer.Option(
+        help="Random per-modality intensity scaling and gamma on the training crops "
+        "(segmentation).")] = False,
     seed: Annotated[int, typer.Option(help="Seed for the label subset, crops and init.")] = 0,
     out: Annotated[Path | None, typer.Option(help="Folder for finetune.json.")] = None,
 ) -> None:
@@ -54,7 +60,9 @@ def finetune_command(
     try:
         cfg = FinetuneConfig.model_validate({"task": task, "label_fraction": label_fraction,
                                              "linear_probe": linear_probe, "steps": steps, "seed": seed,
-                                             "context_fusion": context_fusion})
+                                             "context_fusion": context_fusion,
+                                             "encoder_lr_scale": encoder_lr_scale,
+                                             "augment_intensity": augment_intensity})
     except ValidationError as err:
         console.print(f"[red]{format_validation_error(err, source='options', model=FinetuneConfig)}[/]")
         raise typer.Exit(2) from err

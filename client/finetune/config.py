@@ -20,6 +20,13 @@ class FinetuneConfig(FrozenModel):
     steps: int = Field(default=120, ge=1, description="Optimizer steps.")
     batch_size: int = Field(default=2, ge=1)
     lr: float = Field(default=2e-3, gt=0)
+    encoder_lr_scale: float = Field(
+        default=1.0, gt=0, le=1, description="The encoder's learning rate is lr x this (the new "
+        "decoder/head always trains at lr); below 1 keeps pretrained features from being "
+        "overwritten early by gradients of a random head.")
+    augment_intensity: bool = Field(
+        default=False, description="Random per-modality intensity scaling and gamma on the "
+        "training crops (segmentation), as scanners differ between sites.")
     weight_decay: float = Field(default=1e-5, ge=0)
     crop_size: int = Field(default=48, ge=16, description="Segmentation crop edge (multiple of 16).")
     class_size: int = Field(default=64, ge=16, description="Classification input edge (resized).")

@@ -53,6 +53,20 @@ def resolve_encoder(encoder: str | Path | None) -> Path | None:
     return path
 
 
+def parameter_groups(model: torch.nn.Module, cfg: FinetuneConfig) -> list[dict[str, Any]]:
+    """The optimizer's parameter groups: the encoder at ``lr * encoder_lr_scale`` (or frozen
+    by a linear probe), everything new at ``lr``."""
+    encoder = encoder_parameters(model)
+    ids = {id(p) for p in encoder}
+    groups: list[dict[str, Any]] = [{"params": [p for p in model.parameters() if id(p) not in ids]}]
+    if cfg.linear_probe:
+        for p in encoder:
+            p.requires_grad_(False)
+    else:
+        groups.append({"params": encoder, "lr": cfg.lr * cfg.encoder_lr_scale})
+    return groups
+
+
 def run_finetune(
     *, encoder: str | Path | None, cfg: FinetuneConfig, data_root: Path,
     train_sites: Sequence[str], test_sites: Sequence[str], cache_dir: Path,
@@ -82,14 +96,11 @@ def run_finetune(
                                  context_fusion=cfg.context_fusion,
                                  context_dilations=cfg.context_dilations)
     model = model.to(device)
-    frozen = {id(p) for p in encoder_parameters(model)} if cfg.linear_probe else set()
-    params = [p for p in model.parameters() if id(p) not in frozen]
-    for p in encoder_parameters(model) if cfg.linear_probe else []:
-        p.requires_grad_(False)
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW(parameter_groups(model, cfg), lr=cfg.lr, weight_decay=cfg.weight_decay)
     if cfg.task == "segmentation":
         losses = train_segmentation(model, train, steps=cfg.steps, batch_size=cfg.batch_size,
-                                    crop=cfg.crop_size, optimizer=opt, device=device, seed=cfg.seed)
+                                    crop=cfg.crop_size, optimizer=opt, device=device, seed=cfg.seed,
+                                    augment_intensity=cfg.augment_intensity)
         metrics = evaluate_segmentation(model, test, crop=cfg.crop_size, device=device)
     else:
         losses = train_classification(model, train, steps=cfg.steps, batch_size=cfg.batch_size,

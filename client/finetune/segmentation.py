@@ -14,8 +14,10 @@ from monai.transforms import (
     Compose,
     ConvertToMultiChannelBasedOnBratsClasses,
     FgBgToIndicesd,
+    RandAdjustContrastd,
     RandCropByPosNegLabeld,
     RandFlipd,
+    RandScaleIntensityd,
     SpatialPadd,
 )
 
@@ -31,7 +33,11 @@ def _prepare(samples: Sequence[dict[str, Any]], crop: int) -> list[dict[str, Any
     return [pad({"image": s["image"], "label": s["label"]}) for s in samples]
 
 
-def _crop_transform(crop: int, seed: int) -> Compose:
+def _crop_transform(crop: int, seed: int, *, augment_intensity: bool = False) -> Compose:
+    """Label-balanced random crops with flips; optionally per-modality intensity changes
+    that keep background at 0 (scaling by 1 +- 0.2 and gamma in [0.7, 1.5])."""
+    intensity = [RandScaleIntensityd("image", factors=0.2, prob=0.8, channel_wise=True),
+                 RandAdjustContrastd("image", prob=0.5, gamma=(0.7, 1.5))] if augment_intensity else []
     t = Compose([
         RandCropByPosNegLabeld(["image", "label"], label_key="label", spatial_size=(crop,) * 3,
                                pos=1, neg=1, num_samples=1, allow_smaller=False,
@@ -39,6 +45,7 @@ def _crop_transform(crop: int, seed: int) -> Compose:
         RandFlipd(["image", "label"], prob=0.5, spatial_axis=0),
         RandFlipd(["image", "label"], prob=0.5, spatial_axis=1),
         RandFlipd(["image", "label"], prob=0.5, spatial_axis=2),
+        *intensity,
     ])
     t.set_random_state(seed=seed)
     return t
@@ -52,9 +59,10 @@ def to_regions(label: torch.Tensor) -> torch.Tensor:
 def train_segmentation(
     model: torch.nn.Module, samples: Sequence[dict[str, Any]], *, steps: int, batch_size: int,
     crop: int, optimizer: torch.optim.Optimizer, device: torch.device, seed: int,
+    augment_intensity: bool = False,
 ) -> list[float]:
     """Train on random label-balanced crops; returns the loss per step."""
-    crop_t = _crop_transform(crop, seed)
+    crop_t = _crop_transform(crop, seed, augment_intensity=augment_intensity)
     prepared = _prepare(samples, crop)
     rng = np.random.default_rng(seed)
     loss_fn = DiceCELoss(sigmoid=True, smooth_nr=1e-5, smooth_dr=1e-5)

@@ -6,6 +6,7 @@ from shared.pretext import masked_modality_reconstruction as _masked_modality_re
 from shared.pretext import modality_puzzle as _modality_puzzle
 from shared.pretext import plane_intersection as _plane_intersection
 from shared.pretext import relative_slice_position as _relative_slice_position
+from shared.pretext import variance_covariance as _variance_covariance
 from shared.pretext.base import Batch, PretextTask, TaskContext, TaskRequirements, Views
 from shared.pretext.mixture import MixtureLoss, PretextMixture
 from shared.pretext.registry import (
@@ -29,4 +30,4 @@ __all__ = [
     "register_pretext",
 ]
 del _cross_modal_contrastive, _masked_modality_reconstruction, _modality_puzzle
-del _plane_intersection, _relative_slice_position
+del _plane_intersection, _relative_slice_position, _variance_covariance

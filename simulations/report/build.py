@@ -180,15 +180,23 @@ class _ReportBuilder:
                    else "sites are partly separated" if score_after.silhouette > 0.25
                    else "site identity does not dominate the representation")
         summary = Table(
-            headers=("encoder", "silhouette by site", "variance explained by site"),
-            rows=(("before pretraining", f"{score_before.silhouette:+.3f}",
-                   f"{100 * score_before.variance_fraction:.1f} %"),
-                  ("after pretraining", f"{score_after.silhouette:+.3f}",
-                   f"{100 * score_after.variance_fraction:.1f} %")))
+            headers=("encoder", "silhouette by site", "variance explained by site",
+                     "effective dimensions"),
+            rows=tuple((name, f"{score.silhouette:+.3f}", f"{100 * score.variance_fraction:.1f} %",
+                        f"{score.effective_dimensions:.1f} of {emb.after.shape[1]}")
+                       for name, score in (("before pretraining", score_before),
+                                           ("after pretraining", score_after))))
+        collapsed = score_after.effective_dimensions < 0.5 * score_before.effective_dimensions
         explain = ("Silhouette by site (in the full embedding space, Euclidean): about 0 when sites "
                    "overlap, towards 1 when each site forms its own tight cluster. Variance explained "
-                   "by site: between-site over total sum of squares. After pretraining: "
-                   f"{verdict} (silhouette {score_after.silhouette:+.2f}).")
+                   "by site: between-site over total sum of squares. Effective dimensions: the "
+                   "participation ratio of the embeddings' covariance spectrum, how many directions "
+                   "the crops really spread along. After pretraining: "
+                   f"{verdict} (silhouette {score_after.silhouette:+.2f})"
+                   + ("; the representation has collapsed onto fewer than half the directions the "
+                      "initial weights used (dimensional collapse), which usually means the pretext "
+                      "task needs only a few features and fine-tuning will gain little from them."
+                      if collapsed else "."))
         return (image_html(png, alt="PCA of encoder embeddings by site, before and after", caption=caption)
                 + table_html(summary) + paragraph(explain) + self._site_notes(notes))
 

@@ -15,7 +15,12 @@ from safetensors.torch import load_file
 from client.data.batches import eval_batch_list
 from shared.model import MultiModalEncoder, build_encoder, load_global_state, load_pretrained_encoder
 from simulations.report.png_output import save_figure
-from simulations.report.projection import pca_2d, silhouette_by_group, site_variance_fraction
+from simulations.report.projection import (
+    effective_dimensions,
+    pca_2d,
+    silhouette_by_group,
+    site_variance_fraction,
+)
 from simulations.report.run_folder import RunFolder
 from simulations.report.site_data import ReportSite
 
@@ -138,21 +143,25 @@ def embed_sites(sites: Sequence[ReportSite], *, before: MultiModalEncoder, after
 
 
 @dataclass(frozen=True)
-class SiteDominance:
-    """How strongly site identity organizes an embedding (see ``projection.py``)."""
+class EmbeddingScores:
+    """How strongly site identity organizes an embedding, and how many dimensions it uses
+    (see ``projection.py``)."""
 
     silhouette: float
     variance_fraction: float
+    effective_dimensions: float
 
 
-def site_dominance(x: np.ndarray, sites: Sequence[str]) -> SiteDominance:
-    """Silhouette by site and the share of variance explained by site, for ``(N, C)`` embeddings."""
-    return SiteDominance(silhouette=silhouette_by_group(x, sites),
-                         variance_fraction=site_variance_fraction(x, sites))
+def embedding_scores(x: np.ndarray, sites: Sequence[str]) -> EmbeddingScores:
+    """Silhouette by site, the share of variance explained by site and the embeddings'
+    effective dimensions, for ``(N, C)`` embeddings."""
+    return EmbeddingScores(silhouette=silhouette_by_group(x, sites),
+                         variance_fraction=site_variance_fraction(x, sites),
+                         effective_dimensions=effective_dimensions(x))
 
 
 def plot_embeddings(emb: SiteEmbeddings, png: Path, *, site_order: Sequence[str]) -> tuple[
-        SiteDominance, SiteDominance]:
+        EmbeddingScores, EmbeddingScores]:
     """Side-by-side PCA of the crops' embeddings before and after pretraining, by site.
 
     Returns:
@@ -168,7 +177,7 @@ def plot_embeddings(emb: SiteEmbeddings, png: Path, *, site_order: Sequence[str]
     for ax, x, title in ((axes[0], emb.before, "before pretraining (round-0 weights)"),
                          (axes[1], emb.after, "after pretraining (encoder.safetensors)")):
         proj = pca_2d(x)
-        score = site_dominance(x, emb.sites)
+        score = embedding_scores(x, emb.sites)
         scores.append(score)
         for name in site_order:
             sel = labels == name

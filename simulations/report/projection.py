@@ -1,4 +1,5 @@
-"""Pure numpy: a deterministic 2D PCA of embeddings and two numbers for how much site dominates."""
+"""Pure numpy: a deterministic 2D PCA of embeddings, two numbers for how much site dominates,
+and how many dimensions the embeddings really use."""
 
 from __future__ import annotations
 
@@ -99,3 +100,18 @@ def site_variance_fraction(x: np.ndarray, labels: Sequence[str]) -> float:
     between = sum(float((lab == g).sum()) * float(((x[lab == g].mean(axis=0) - centre) ** 2).sum())
                   for g in groups)
     return between / total
+
+
+def effective_dimensions(x: np.ndarray) -> float:
+    """The participation ratio ``(sum l)^2 / sum l^2`` of the covariance eigenvalues ``l``.
+
+    Between 1 (every embedding on one line: a collapsed representation) and
+    ``min(N - 1, C)`` (variance spread evenly over all directions); 0 when all points
+    coincide. A drop after pretraining is the dimensional collapse self-supervised
+    objectives are known for (Jing et al., ICLR 2022).
+    """
+    x = _as_matrix(x)
+    s = np.linalg.svd(x - x.mean(axis=0, keepdims=True), compute_uv=False)
+    eig = s**2
+    denom = float((eig**2).sum())
+    return float(eig.sum() ** 2 / denom) if denom > 0 else 0.0

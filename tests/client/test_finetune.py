@@ -13,11 +13,12 @@ import torch
 
 from client.finetune import FinetuneConfig, run_finetune
 from client.finetune.data import has_enhancing_tumour, label_subset
-from client.finetune.run import resolve_encoder
-from client.finetune.segmentation import to_regions
+from client.finetune.run import parameter_groups, resolve_encoder
+from client.finetune.segmentation import _crop_transform, _prepare, to_regions
 from server.checkpoints import export_encoder
 from shared.config import DataConfig
-from shared.model import build_encoder
+from shared.model import build_encoder, build_segmenter
+from shared.model.downstream import encoder_parameters
 from tests.client.site_data import SPACING, write_site
 
 DATA = DataConfig(spacing_mm=SPACING, crop_size=16, hist_bins=8)
@@ -99,3 +100,39 @@ def test_cli_context_fusion_trains_with_the_block(sites: Path, tmp_path: Path) -
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     doc = json.loads((tmp_path / "out" / "finetune.json").read_text())
     assert doc["config"]["context_fusion"] is True and "dice_mean" in doc["metrics"]
+
+
+@pytest.mark.parametrize(("scale", "probe"), [(0.1, False), (1.0, True)])
+def test_encoder_trains_at_its_own_rate_or_not_at_all(scale: float, probe: bool) -> None:
+    model = build_segmenter(None, in_channels=2, out_channels=3)
+    c = cfg("segmentation", encoder_lr_scale=scale, linear_probe=probe)
+    opt = torch.optim.AdamW(parameter_groups(model, c), lr=c.lr)
+    encoder = {id(p) for p in encoder_parameters(model)}
+    head = {id(p) for p in opt.param_groups[0]["params"]}
+    assert not head & encoder and len(head) + len(encoder) == len(list(model.parameters()))
+    if probe:
+        assert len(opt.param_groups) == 1
+        assert not any(p.requires_grad for p in encoder_parameters(model))
+    else:
+        assert opt.param_groups[0]["lr"] == c.lr
+        assert opt.param_groups[1]["lr"] == pytest.approx(c.lr * scale)
+        assert {id(p) for p in opt.param_groups[1]["params"]} == encoder
+
+
+def test_intensity_augmentation_changes_modalities_apart_and_keeps_background() -> None:
+    rng = np.random.default_rng(0)
+    image = np.zeros((2, 20, 20, 20), np.float32)
+    image[:, 2:18, 2:18, 2:18] = rng.uniform(0.2, 1.0, (2, 16, 16, 16))
+    label = np.zeros((1, 20, 20, 20), np.uint8)
+    label[0, 8:12, 8:12, 8:12] = 2
+    prepared = _prepare([{"image": torch.as_tensor(image), "label": torch.as_tensor(label)}], 16)[0]
+    plain = [_crop_transform(16, seed, augment_intensity=False)(dict(prepared))[0] for seed in range(6)]
+    aug = [_crop_transform(16, seed, augment_intensity=True)(dict(prepared))[0] for seed in range(6)]
+    changed = 0
+    for p, a in zip(plain, aug, strict=True):
+        x, y = np.asarray(p["image"]), np.asarray(a["image"])
+        np.testing.assert_array_equal(np.asarray(p["label"]), np.asarray(a["label"]))  # same crop
+        assert ((x == 0) == (y == 0)).all()                 # background stays exactly 0
+        ratio = [float(y[c][x[c] > 0].mean() / x[c][x[c] > 0].mean()) for c in range(2)]
+        changed += abs(ratio[0] - ratio[1]) > 1e-3           # modalities change apart
+    assert changed >= 3

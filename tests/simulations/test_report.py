@@ -27,7 +27,12 @@ from simulations.report.adadn_examples import choose_target
 from simulations.report.data_preview import write_data_preview
 from simulations.report.downstream import downstream_table
 from simulations.report.losses import loss_series, plot_losses, site_labels
-from simulations.report.projection import pca_2d, silhouette_by_group, site_variance_fraction
+from simulations.report.projection import (
+    effective_dimensions,
+    pca_2d,
+    silhouette_by_group,
+    site_variance_fraction,
+)
 from simulations.report.run_folder import RunFolder
 from simulations.report.site_data import open_sites
 
@@ -276,7 +281,7 @@ def test_silhouette_matches_the_reference_formula() -> None:
 
 
 @pytest.mark.parametrize(("spread", "dominated"), [(0.3, True), (1e4, False)], ids=["clustered", "mixed"])
-def test_site_dominance_separates_clustered_from_mixed(spread: float, dominated: bool) -> None:
+def test_site_scores_separate_clustered_from_mixed(spread: float, dominated: bool) -> None:
     x, sites = _clusters(spread=spread)
     sil, frac = silhouette_by_group(x, sites), site_variance_fraction(x, sites)
     if dominated:
@@ -285,11 +290,22 @@ def test_site_dominance_separates_clustered_from_mixed(spread: float, dominated:
         assert abs(sil) < 0.1 and frac < 0.1
 
 
-def test_site_dominance_needs_two_sites() -> None:
+def test_site_scores_need_two_sites() -> None:
     with pytest.raises(ValueError, match="at least two sites"):
         silhouette_by_group(np.zeros((3, 2)), ["a", "a", "a"])
     with pytest.raises(ValueError, match="one label per embedding"):
         site_variance_fraction(np.zeros((3, 2)), ["a", "b"])
+
+
+def test_effective_dimensions_counts_the_directions_used() -> None:
+    rng = np.random.default_rng(0)
+    iso = rng.standard_normal((4000, 5)) @ np.eye(5, 16)      # 5 equal directions in 16 dims
+    assert effective_dimensions(iso) == pytest.approx(5, rel=0.05)
+    line = rng.standard_normal((50, 1)) @ rng.standard_normal((1, 16))
+    assert effective_dimensions(line) == pytest.approx(1, rel=1e-6)
+    skewed = iso * np.array([10.0, 1, 1, 1, 1, *[0] * 11])     # one direction dominates
+    assert 1 < effective_dimensions(skewed) < 1.2
+    assert effective_dimensions(np.ones((4, 3))) == 0.0
 
 
 # ---------------------------------------------------------------------------- tables, AdaDN, timings

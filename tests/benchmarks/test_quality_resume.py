@@ -1,0 +1,51 @@
+"""The quality benchmark reuses finished pretraining only when nothing it depends on changed."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from dataclasses import replace
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def quality() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("quality_bench", ROOT / "benchmarks" / "quality.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_pretraining_is_reused_only_when_its_settings_match(quality: ModuleType, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+
+    def fake_pretrain(cfg: Any, *, seed: int, data_root: Path, train_sites: list[str],
+                      work: Path) -> dict[str, Any]:
+        calls.append(seed)
+        enc = work / f"enc-{len(calls)}.safetensors"
+        enc.write_bytes(b"x")
+        return {"seconds": {"federated": 1.0}, "federated": str(enc)}
+
+    monkeypatch.setattr(quality, "pretrain", fake_pretrain)
+    cfg = quality.QualityConfig(variants=("scratch", "federated"))
+    args = {"seed": 0, "data_root": tmp_path / "data", "train_sites": ["a", "b"], "work": tmp_path}
+    first = quality.finished_pretraining(cfg, **args)
+    again = quality.finished_pretraining(replace(cfg, finetune_steps=7, linear_probe=True), **args)
+    assert calls == [0] and again["federated"] == first["federated"] and "reused_from" in again
+    quality.finished_pretraining(replace(cfg, local_steps=cfg.local_steps + 1), **args)
+    assert calls == [0, 0]                                   # pretraining changed: run again
+    quality.finished_pretraining(cfg, **args)
+    assert calls == [0, 0, 0]                                # the record holds the last settings
+    Path(quality.finished_pretraining(cfg, **args)["federated"]).unlink()
+    assert calls == [0, 0, 0]
+    quality.finished_pretraining(cfg, **args)
+    assert calls == [0, 0, 0, 0]                             # encoder file gone: run again
