@@ -1,11 +1,13 @@
 """Variance-covariance regularisation of the encoder's deepest features (VICReg's two terms).
 
-Not one of the four papers' methods: fedmm's answer to a failure measured on them. Every
-pretext task alone collapses the encoder's deepest features onto about two directions
-(participation ratio ~2 of 128 channels after pretraining, ~6 at random initialisation;
-``benchmarks/results/quality_linear_probe.md``), and a frozen pretrained encoder then
-serves segmentation *worse* than a frozen random one. Added to a pretext task with a
-weight, this task keeps the features spread out.
+Not one of the four papers' methods: fedmm's answer to a failure measured on them. Each
+pretext task we checked (all but relative_slice_position) collapses the encoder's deepest
+features onto about two directions (participation ratio ~2 of 128 channels after
+pretraining, ~6 at random initialisation;
+``benchmarks/results/quality_linear_probe_plane_intersection_only.md``), and a frozen
+pretrained encoder then serves segmentation *worse* than a frozen random one. Added to a
+pretext task with a weight, this task keeps the features spread out (21-27 directions,
+and the frozen federated encoder beats a frozen random one: ``quality_linear_probe.md``).
 
 From VICReg (Bardes, Ponce, LeCun; ICLR 2022, arXiv 2105.04906) we take the variance and
 covariance terms and leave out the invariance term (the pretext task it is combined with
