@@ -3,7 +3,9 @@
 On the embedded phantom (N sites with different scanner profiles), the last site is held
 out for testing; the others pretrain (or not) and provide the labelled fine-tuning studies.
 For every seed, each variant is fine-tuned with the same seeds, splits and budget, for each
-label fraction, on segmentation (Dice WT/TC/ET) and classification (enhancing vs not):
+label fraction and each of ``label_subsets`` seeded draws of the labelled studies (shared by
+all variants, so differences are paired), on segmentation (Dice WT/TC/ET) and
+classification (enhancing vs not):
 
     scratch      no pretraining
     local_only   each training site pretrains alone with its federated share of compute;
@@ -11,7 +13,7 @@ label fraction, on segmentation (Dice WT/TC/ET) and classification (enhancing vs
     federated    fedmm's federated pretraining through Flower's simulation engine
     centralized  the same pretraining on all training sites' data pooled in one place
 
-    python benchmarks/quality.py            # the committed default (about an hour on 2 cores)
+    python benchmarks/quality.py            # the committed default (about 40 min on 2 cores)
     python benchmarks/quality.py --quick    # a minutes-long smoke version (the test suite runs it)
     python benchmarks/quality.py --linear-probe --name quality_linear_probe
                                             # a fine-tuning control: reuses the encoders the
@@ -52,6 +54,10 @@ class QualityConfig:
     spacing_mm: float = 2.0
     seeds: tuple[int, ...] = (0, 1, 2)
     label_fractions: tuple[float, ...] = (0.1, 1.0)
+    # The seed also draws the labelled studies (3 at 10 %), and one draw moves a variant by
+    # 8-13 Dice points: every seed fine-tunes on several draws, each shared by all variants
+    # (per seed the draws are averaged first; quality_plane_intersection_only.md had one).
+    label_subsets: int = 3
     tasks: tuple[str, ...] = ("segmentation", "classification")
     # 4 x 15 steps of pretraining moved downstream Dice by at most a few points, within
     # seed noise (benchmarks/results/pretext_4x15steps.md): pretraining gets 6 x 30 steps.
@@ -75,7 +81,7 @@ class QualityConfig:
     @classmethod
     def quick(cls) -> QualityConfig:
         return cls(sites=3, subjects_per_site=4, spacing_mm=4.0, seeds=(0,),
-                   label_fractions=(0.5, 1.0), rounds=1, local_steps=2, pretrain_crop=16,
+                   label_fractions=(0.5, 1.0), label_subsets=1, rounds=1, local_steps=2, pretrain_crop=16,
                    finetune_steps=2, classify_steps=2, finetune_crop=16)
 
 
@@ -86,9 +92,35 @@ class Job:
     task: str
     fraction: float
     seed: int
+    subset: int = 0           # which seeded draw of the labelled studies (finetune_seed)
     site: str = ""            # local_only: which site's encoder
     metrics: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
+
+
+def finetune_seed(seed: int, subset: int) -> int:
+    """The fine-tuning seed (labelled subset, crops, head init) of a seed's ``subset``-th draw;
+    draw 0 uses the seed itself."""
+    return seed + 1000 * subset
+
+
+def seed_jobs(cfg: QualityConfig, *, seed: int, encoders: dict[str, Any]) -> list[Job]:
+    """Every fine-tuning job of one seed: each variant's encoder(s) x task x label fraction x
+    labelled subset; all variants share each subset (paired comparisons)."""
+    jobs: list[Job] = []
+    for task in cfg.tasks:
+        for fraction in cfg.label_fractions:
+            for subset in range(cfg.label_subsets):
+                common = {"task": task, "fraction": fraction, "seed": seed, "subset": subset}
+                if "scratch" in cfg.variants:
+                    jobs.append(Job("scratch", None, **common))
+                for variant in ("federated", "centralized"):
+                    if variant in cfg.variants:
+                        jobs.append(Job(variant, encoders[variant], **common))
+                if "local_only" in cfg.variants:
+                    jobs += [Job("local_only", path, site=s, **common)
+                             for s, path in encoders["local_only"].items()]
+    return jobs
 
 
 def _worker_init() -> None:
@@ -102,7 +134,7 @@ def _run_job(job: Job, cfg_json: str, data_root: str, train_sites: list[str],
 
     cfg = json.loads(cfg_json)
     ft = FinetuneConfig(
-        task=job.task, label_fraction=job.fraction, seed=job.seed,
+        task=job.task, label_fraction=job.fraction, seed=finetune_seed(job.seed, job.subset),
         steps=cfg["finetune_steps"] if job.task == "segmentation" else cfg["classify_steps"],
         crop_size=cfg["finetune_crop"], class_size=max(32, cfg["finetune_crop"]),
         linear_probe=cfg["linear_probe"], encoder_lr_scale=cfg["encoder_lr_scale"],
@@ -246,7 +278,8 @@ def representation_table(jobs: list[Job], cfg: QualityConfig, *, data_root: Path
 
 
 def summarize(jobs: list[Job], cfg: QualityConfig) -> dict[str, dict[str, dict[str, float]]]:
-    """Mean and std over seeds (local_only: over its sites first, then over seeds)."""
+    """Mean and std over seeds (per seed, the mean over its labelled subsets and, for
+    local_only, its sites first)."""
     out: dict[str, dict[str, dict[str, float]]] = {}
     for fraction in cfg.label_fractions:
         row: dict[str, dict[str, float]] = {}
@@ -298,6 +331,40 @@ def _deepest_width() -> int:
 def dims_markdown(dims: dict[str, dict[str, float]], *, width: int) -> str:
     lines = ["| variant | effective dimensions |", "|---|---|"]
     lines += [f"| {v} | {e['mean']:.1f} ± {e['std']:.1f} of {width} |" for v, e in dims.items()]
+    return "\n".join(lines)
+
+
+def paired_points(jobs: list[Job], cfg: QualityConfig, *, fraction: float) -> dict[str, list[float]]:
+    """Per variant, its segmentation Dice minus scratch's on the same (seed, labelled subset),
+    in points (local_only: the mean over its sites first)."""
+    def dice(variant: str, seed: int, subset: int) -> float | None:
+        vals = [j.metrics["dice_mean"] for j in jobs if j.variant == variant and j.seed == seed
+                and j.subset == subset and j.task == "segmentation" and j.fraction == fraction
+                and "dice_mean" in j.metrics]
+        return statistics.fmean(vals) if vals else None
+
+    out: dict[str, list[float]] = {}
+    for variant in cfg.variants:
+        if variant == "scratch":
+            continue
+        diffs = []
+        for seed in cfg.seeds:
+            for subset in range(cfg.label_subsets):
+                v, s = dice(variant, seed, subset), dice("scratch", seed, subset)
+                if v is not None and s is not None:
+                    diffs.append(100 * (v - s))
+        out[variant] = diffs
+    return out
+
+
+def paired_markdown(paired: dict[str, list[float]]) -> str:
+    lines = ["| variant | Dice - scratch, paired (points) | pairs | pairs above scratch |",
+             "|---|---|---|---|"]
+    for variant, d in paired.items():
+        if d:
+            sd = statistics.stdev(d) if len(d) > 1 else 0.0
+            lines.append(f"| {variant} | {statistics.fmean(d):+.1f} ± {sd:.1f} | {len(d)} | "
+                         f"{sum(x > 0 for x in d)} |")
     return "\n".join(lines)
 
 
@@ -379,16 +446,7 @@ def run_quality(cfg: QualityConfig, *, work: Path) -> dict[str, Any]:
         pretraining[seed] = enc = finished_pretraining(cfg, seed=seed, data_root=data_root,
                                                        train_sites=train_sites, work=work)
         print(f"seed {seed}: pretrained in {enc['seconds']}", flush=True)
-        for task in cfg.tasks:
-            for fraction in cfg.label_fractions:
-                if "scratch" in cfg.variants:
-                    jobs.append(Job("scratch", None, task, fraction, seed))
-                for variant in ("federated", "centralized"):
-                    if variant in cfg.variants:
-                        jobs.append(Job(variant, enc[variant], task, fraction, seed))
-                if "local_only" in cfg.variants:
-                    jobs += [Job("local_only", path, task, fraction, seed, site=s)
-                             for s, path in enc["local_only"].items()]
+        jobs += seed_jobs(cfg, seed=seed, encoders=enc)
     t_ft = time.perf_counter()
     args_common = (json.dumps(asdict(cfg)), str(data_root), train_sites, test_sites,
                    str(work / "finetune-cache"))
@@ -405,6 +463,8 @@ def run_quality(cfg: QualityConfig, *, work: Path) -> dict[str, Any]:
         "results": results,
         "goals_at_low_label_fraction": goals(results, str(min(cfg.label_fractions))),
         "effective_dimensions": dims,
+        "paired_dice_points_at_low_label_fraction": paired_points(
+            done, cfg, fraction=min(cfg.label_fractions)),
         "seconds": {"total": time.perf_counter() - started, "finetune": finetune_seconds,
                     "pretrain": {str(k): v["seconds"] for k, v in pretraining.items()}},
         "jobs": [asdict(j) for j in done],
@@ -419,7 +479,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out-dir", type=Path, default=RESULTS)
     parser.add_argument("--work-dir", type=Path, default=Path("runs") / "quality")
     parser.add_argument("--name", default=None, help="results file stem (default quality)")
-    for knob in ("rounds", "local_steps", "finetune_steps", "classify_steps"):
+    for knob in ("rounds", "local_steps", "finetune_steps", "classify_steps", "label_subsets"):
         parser.add_argument(f"--{knob.replace('_', '-')}", type=int, default=None,
                             help=f"override {knob} (default {getattr(QualityConfig(), knob)})")
     parser.add_argument("--pretext", default=None,
@@ -437,7 +497,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     cfg = QualityConfig.quick() if args.quick else QualityConfig()
     overrides: dict[str, Any] = {k: getattr(args, k) for k in (
-        "rounds", "local_steps", "finetune_steps", "classify_steps", "pretext", "strategy")
+        "rounds", "local_steps", "finetune_steps", "classify_steps", "label_subsets", "pretext",
+        "strategy")
         if getattr(args, k) is not None}
     if args.linear_probe:
         overrides["linear_probe"] = True
@@ -459,10 +520,13 @@ def main(argv: list[str] | None = None) -> int:
     (args.out_dir / f"{name}.json").write_text(json.dumps(doc, indent=2))
     table = markdown(results)
     dims = dims_markdown(doc["effective_dimensions"], width=_deepest_width())
+    paired = paired_markdown(doc["paired_dice_points_at_low_label_fraction"])
     (args.out_dir / f"{name}.md").write_text(
         f"# Quality benchmark\n\n`{doc['command']}` on {doc['machine']}, "
         f"{doc['seconds']['total'] / 60:.1f} min.\n\n{table}\n\nGoals at "
         f"{float(low):.0%} labels: {json.dumps(doc['goals_at_low_label_fraction'])}\n\n"
+        f"Paired differences at {float(low):.0%} labels, one per seed x labelled subset "
+        f"(mean ± sd):\n\n{paired}\n\n"
         f"Effective dimensions of the encoders' deepest features on the test site's studies "
         f"(participation ratio; scratch = the random initialisation):\n\n{dims}\n")
     bar_chart(results, args.out_dir / f"{name}.png")
@@ -474,7 +538,7 @@ def main(argv: list[str] | None = None) -> int:
                                   title=f"Quality benchmark: federated run, seed {cfg.seeds[0]}")
         print(f"report: {report}")
     print(table)
-    print(f"\n{dims}")
+    print(f"\n{paired}\n\n{dims}")
     print(f"\ngoals at {float(low):.0%} labels: {json.dumps(doc['goals_at_low_label_fraction'])}")
     print(f"saved {args.out_dir / (name + '.json')} in {doc['seconds']['total'] / 60:.1f} min")
     return 0

@@ -1,0 +1,37 @@
+"""The quality benchmark's fine-tuning jobs: labelled subsets shared by every variant, paired."""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+ENCODERS = {"federated": "f.safetensors", "centralized": "c.safetensors",
+            "local_only": {"site-0": "l0.safetensors", "site-1": "l1.safetensors"}}
+
+
+def test_every_variant_gets_every_subset(quality: ModuleType) -> None:
+    cfg = quality.QualityConfig(label_subsets=3, tasks=("segmentation",), label_fractions=(0.1,))
+    jobs = quality.seed_jobs(cfg, seed=2, encoders=ENCODERS)
+    assert len(jobs) == 3 * (1 + 1 + 1 + 2)            # subsets x (scratch, fed, cen, 2 local sites)
+    for subset in range(3):
+        variants = sorted(j.variant for j in jobs if j.subset == subset)
+        assert variants == ["centralized", "federated", "local_only", "local_only", "scratch"]
+    seeds = {quality.finetune_seed(j.seed, j.subset) for j in jobs}
+    assert seeds == {2, 1002, 2002}                    # draw 0 is the seed itself
+    assert quality.finetune_seed(0, 1) != quality.finetune_seed(1, 0)
+
+
+def test_paired_differences_match_variants_on_the_same_subset(quality: ModuleType) -> None:
+    cfg = quality.QualityConfig(seeds=(0, 1), label_subsets=2, tasks=("segmentation",),
+                                label_fractions=(0.1,))
+    jobs = [j for seed in cfg.seeds for j in quality.seed_jobs(cfg, seed=seed, encoders=ENCODERS)]
+    for j in jobs:  # scratch scores 0.1 * (seed + subset); others add a fixed offset
+        offset = {"scratch": 0.0, "federated": 0.05, "centralized": -0.02,
+                  "local_only": 0.01 if j.site == "site-0" else 0.03}[j.variant]
+        j.metrics = {"dice_mean": 0.1 * (j.seed + j.subset) + offset}
+    paired = quality.paired_points(jobs, cfg, fraction=0.1)
+    assert set(paired) == {"federated", "centralized", "local_only"}
+    for variant, expected in (("federated", 5.0), ("centralized", -2.0), ("local_only", 2.0)):
+        assert len(paired[variant]) == 4
+        assert all(abs(d - expected) < 1e-9 for d in paired[variant])
+    table = quality.paired_markdown(paired)
+    assert "| federated | +5.0 ± 0.0 | 4 | 4 |" in table and "| centralized | -2.0 ± 0.0 | 4 | 0 |" in table
