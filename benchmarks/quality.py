@@ -219,7 +219,7 @@ def finished_pretraining(cfg: QualityConfig, *, seed: int, data_root: Path, trai
     if record.is_file():
         done = json.loads(record.read_text())
         encoders = [done.get("federated"), done.get("centralized"), *done.get("local_only", {}).values()]
-        if done.get("key") == key and all(p and Path(p).is_file() for p in encoders if p is not None):
+        if done.get("key") == key and all(Path(p).is_file() for p in encoders if p):
             print(f"seed {seed}: reusing the pretrained encoders recorded in {record}", flush=True)
             return {**done, "reused_from": str(record)}
     out = pretrain(cfg, seed=seed, data_root=data_root, train_sites=train_sites, work=work)
@@ -228,12 +228,13 @@ def finished_pretraining(cfg: QualityConfig, *, seed: int, data_root: Path, trai
 
 
 def effective_dimensions_of(encoder: str | None, samples: list[dict[str, Any]], *, edge: int,
-                            seed: int) -> float:
+                            seed: int) -> tuple[float, int]:
     """How many directions the encoder's deepest features of held-out volumes spread along.
 
     The participation ratio (simulations/report/projection.py) of the deepest feature map
     of each test study's central ``edge``^3 crop, every voxel of it one sample; ``None``
     means the random initialisation fine-tuning from scratch starts from (seeded as there).
+    Returns the effective dimensions and the feature width they are out of.
     """
     import numpy as np
 
@@ -251,12 +252,14 @@ def effective_dimensions_of(encoder: str | None, samples: list[dict[str, Any]], 
                          corner[2]:corner[2] + edge]
             deepest = net.forward_features(crop[None])[-1][0]
             feats.append(deepest.flatten(1).T.numpy())
-    return effective_dimensions(np.concatenate(feats))
+    features = np.concatenate(feats)
+    return effective_dimensions(features), features.shape[1]
 
 
 def representation_table(jobs: list[Job], cfg: QualityConfig, *, data_root: Path,
                          test_sites: list[str], cache_dir: Path) -> dict[str, dict[str, float]]:
-    """Effective dimensions of every variant's encoder (mean and std over seeds)."""
+    """Effective dimensions of every variant's encoder (mean and std over seeds, out of
+    ``width`` feature channels)."""
     from client.finetune.data import labelled_samples
     from shared.config import DataConfig
 
@@ -265,15 +268,18 @@ def representation_table(jobs: list[Job], cfg: QualityConfig, *, data_root: Path
     edge = 16 * max(1, min(min(s["image"].shape[1:]) for s in samples) // 32)
     out: dict[str, dict[str, float]] = {}
     for variant in cfg.variants:
-        per_seed = []
+        per_seed, widths = [], set()
         for seed in cfg.seeds:
             encoders = sorted({j.encoder or "" for j in jobs if j.variant == variant and j.seed == seed})
             if encoders:
-                per_seed.append(statistics.fmean(
-                    effective_dimensions_of(e or None, samples, edge=edge, seed=seed) for e in encoders))
+                measured = [effective_dimensions_of(e or None, samples, edge=edge, seed=seed)
+                            for e in encoders]
+                per_seed.append(statistics.fmean(d for d, _ in measured))
+                widths |= {w for _, w in measured}
         if per_seed:
             out[variant] = {"mean": statistics.fmean(per_seed),
-                            "std": statistics.stdev(per_seed) if len(per_seed) > 1 else 0.0}
+                            "std": statistics.stdev(per_seed) if len(per_seed) > 1 else 0.0,
+                            "width": max(widths)}
     return out
 
 
@@ -322,15 +328,10 @@ def markdown(results: dict[str, dict[str, dict[str, float]]]) -> str:
     return "\n".join(lines)
 
 
-def _deepest_width() -> int:
-    from shared.model import build_encoder
-
-    return build_encoder("cpu-small").out_dim
-
-
-def dims_markdown(dims: dict[str, dict[str, float]], *, width: int) -> str:
+def dims_markdown(dims: dict[str, dict[str, float]]) -> str:
     lines = ["| variant | effective dimensions |", "|---|---|"]
-    lines += [f"| {v} | {e['mean']:.1f} ± {e['std']:.1f} of {width} |" for v, e in dims.items()]
+    lines += [f"| {v} | {e['mean']:.1f} ± {e['std']:.1f} of {e['width']:.0f} |"
+              for v, e in dims.items()]
     return "\n".join(lines)
 
 
@@ -488,24 +489,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", default=None, help="comma-separated seeds (default 0,1,2)")
     parser.add_argument("--site-local-norm", choices=("true", "false"), default=None,
                         help="keep normalization affine on the sites (FedBN) during pretraining")
-    parser.add_argument("--linear-probe", action="store_true",
+    parser.add_argument("--linear-probe", action="store_const", const=True, default=None,
                         help="fine-tuning control: freeze every encoder, train the heads only")
     parser.add_argument("--encoder-lr-scale", type=float, default=None,
                         help="fine-tuning control: encoder learning rate x this (default 1)")
-    parser.add_argument("--augment-intensity", action="store_true",
+    parser.add_argument("--augment-intensity", action="store_const", const=True, default=None,
                         help="fine-tuning control: per-modality intensity augmentation")
     args = parser.parse_args(argv)
     cfg = QualityConfig.quick() if args.quick else QualityConfig()
     overrides: dict[str, Any] = {k: getattr(args, k) for k in (
         "rounds", "local_steps", "finetune_steps", "classify_steps", "label_subsets", "pretext",
-        "strategy")
+        "strategy", "linear_probe", "encoder_lr_scale", "augment_intensity")
         if getattr(args, k) is not None}
-    if args.linear_probe:
-        overrides["linear_probe"] = True
-    if args.augment_intensity:
-        overrides["augment_intensity"] = True
-    if args.encoder_lr_scale is not None:
-        overrides["encoder_lr_scale"] = args.encoder_lr_scale
     if args.seeds:
         overrides["seeds"] = tuple(int(x) for x in args.seeds.split(","))
     if args.site_local_norm is not None:
@@ -519,7 +514,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out_dir.mkdir(parents=True, exist_ok=True)
     (args.out_dir / f"{name}.json").write_text(json.dumps(doc, indent=2))
     table = markdown(results)
-    dims = dims_markdown(doc["effective_dimensions"], width=_deepest_width())
+    dims = dims_markdown(doc["effective_dimensions"])
     paired = paired_markdown(doc["paired_dice_points_at_low_label_fraction"])
     (args.out_dir / f"{name}.md").write_text(
         f"# Quality benchmark\n\n`{doc['command']}` on {doc['machine']}, "

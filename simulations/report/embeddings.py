@@ -156,8 +156,8 @@ def embedding_scores(x: np.ndarray, sites: Sequence[str]) -> EmbeddingScores:
     """Silhouette by site, the share of variance explained by site and the embeddings'
     effective dimensions, for ``(N, C)`` embeddings."""
     return EmbeddingScores(silhouette=silhouette_by_group(x, sites),
-                         variance_fraction=site_variance_fraction(x, sites),
-                         effective_dimensions=effective_dimensions(x))
+                           variance_fraction=site_variance_fraction(x, sites),
+                           effective_dimensions=effective_dimensions(x))
 
 
 def plot_embeddings(emb: SiteEmbeddings, png: Path, *, site_order: Sequence[str]) -> tuple[

@@ -30,6 +30,6 @@ def test_quality_quick(tmp_path: Path) -> None:
             assert 0.0 <= entry["dice_mean"] <= 1.0
     dims = doc["effective_dimensions"]
     assert set(dims) == {"scratch", "local_only", "federated", "centralized"}
-    assert all(0.0 < e["mean"] <= 128 for e in dims.values())
+    assert all(0.0 < e["mean"] <= 128 and e["mean"] <= e["width"] for e in dims.values())
     assert (tmp_path / "results" / "quality_quick.png").stat().st_size > 5000
     assert (tmp_path / "work" / "federated-seed0" / "report.html").exists()

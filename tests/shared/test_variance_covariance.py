@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import torch
 
-from shared.config import RunConfig, VarianceCovarianceConfig
+from shared.config import RunConfig, TrainConfig, VarianceCovarianceConfig
 from shared.model import build_encoder
 from shared.pretext import TaskContext, build_pretext
 from shared.pretext.variance_covariance import EPS, covariance_term, variance_term
@@ -89,7 +89,7 @@ def test_it_spreads_the_features_of_an_encoder_out() -> None:
         return effective_dimensions(f.permute(0, 2, 3, 4, 1).reshape(-1, f.shape[1]).numpy())
 
     before = dims()
-    first, last = fit(t, views, encoder=encoder, head=torch.nn.Identity(), steps=30, lr=1e-3)
+    first, last = fit(t, views, encoder=encoder, head=torch.nn.Identity(), steps=30, lr=TrainConfig().lr)
     assert last < 0.5 * first and dims() > 2 * before
 
 
