@@ -2,8 +2,8 @@
 
 Not one of the four papers' methods: fedmm's answer to a failure measured on them. Each
 pretext task we checked (all but relative_slice_position) collapses the encoder's deepest
-features onto about two directions (participation ratio ~2 of 128 channels after
-pretraining, ~6 at random initialisation;
+features onto about two to four directions (participation ratio ~2 of 128 channels after
+plane_intersection pretraining, ~6 at random initialisation;
 ``benchmarks/results/quality_linear_probe_plane_intersection_only.md``), and a frozen
 pretrained encoder then serves segmentation *worse* than a frozen random one. Added to a
 pretext task with a weight, this task keeps the features spread out (21-27 directions,
