@@ -84,9 +84,17 @@ def train_segmentation(
 def evaluate_segmentation(
     model: torch.nn.Module, samples: Sequence[dict[str, Any]], *, crop: int, device: torch.device
 ) -> dict[str, float]:
-    """Whole-volume sliding-window Dice per region and their mean (empty-vs-empty counts as 1)."""
+    """Whole-volume sliding-window Dice per region and their mean, BraTS-style (a region absent
+    from both label and prediction scores 1, any predicted voxel where it is absent scores 0).
+
+    Because a test case without a region scores 0 or 1 on a single voxel, the BraTS mean
+    mixes two things; they are also reported apart (keys absent when no case qualifies):
+    ``dice_<r>_present`` averages only the cases that have the region (overlap quality) and
+    ``false_positive_<r>`` is the share of cases without it that got some prediction anyway.
+    """
     model.eval()
-    metric = DiceMetric(include_background=True, reduction="mean_batch", ignore_empty=False)
+    metric = DiceMetric(include_background=True, reduction="none", ignore_empty=False)
+    per_case, present = [], []
     for s in samples:
         x = torch.as_tensor(s["image"]).float()[None].to(device)
         logits = sliding_window_inference(x, roi_size=(crop,) * 3, sw_batch_size=2, predictor=model,
@@ -94,10 +102,23 @@ def evaluate_segmentation(
         if not isinstance(logits, torch.Tensor):
             raise TypeError(f"expected the model to return a tensor, got {type(logits).__name__}")
         pred = (torch.sigmoid(logits) > 0.5).float()
-        metric(y_pred=pred, y=to_regions(torch.as_tensor(s["label"]))[None].to(device))
-    aggregated = metric.aggregate()
-    per_region = torch.as_tensor(aggregated[0] if isinstance(aggregated, tuple) else aggregated)
-    values = per_region.cpu().numpy()
-    result = {f"dice_{r}": float(v) for r, v in zip(REGIONS, values, strict=True)}
-    result["dice_mean"] = float(np.mean(values))
+        target = to_regions(torch.as_tensor(s["label"]))[None].to(device)
+        per_case.append(torch.as_tensor(metric(y_pred=pred, y=target)).cpu().numpy()[0])
+        present.append(target[0].flatten(1).any(dim=1).cpu().numpy())
+    return region_scores(np.stack(per_case), np.stack(present))
+
+
+def region_scores(dice: np.ndarray, present: np.ndarray) -> dict[str, float]:
+    """Summaries of per-case, per-region Dice ``(cases, 3)`` given which regions each case's
+    label has ``(cases, 3)`` (see evaluate_segmentation for the keys)."""
+    result = {f"dice_{r}": float(dice[:, k].mean()) for k, r in enumerate(REGIONS)}
+    result["dice_mean"] = float(np.mean([result[f"dice_{r}"] for r in REGIONS]))
+    for k, r in enumerate(REGIONS):
+        has = present[:, k].astype(bool)
+        if has.any():
+            result[f"dice_{r}_present"] = float(dice[has, k].mean())
+        if (~has).any():  # BraTS Dice is 0 exactly where something was predicted
+            result[f"false_positive_{r}"] = float((dice[~has, k] < 0.5).mean())
+    if all(f"dice_{r}_present" in result for r in REGIONS):
+        result["dice_present_mean"] = float(np.mean([result[f"dice_{r}_present"] for r in REGIONS]))
     return result

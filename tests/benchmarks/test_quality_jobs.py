@@ -34,4 +34,33 @@ def test_paired_differences_match_variants_on_the_same_subset(quality: ModuleTyp
         assert len(paired[variant]) == 4
         assert all(abs(d - expected) < 1e-9 for d in paired[variant])
     table = quality.paired_markdown(paired)
-    assert "| federated | +5.0 ± 0.0 | 4 | 4 |" in table and "| centralized | -2.0 ± 0.0 | 4 | 0 |" in table
+    assert "| federated | +5.0 ± 0.0 | 0.0 | 4 | 4 |" in table
+    assert "| centralized | -2.0 ± 0.0 | 0.0 | 4 | 0 |" in table
+    vs_fed = quality.paired_points(jobs, cfg, fraction=0.1, reference="federated")
+    assert set(vs_fed) == {"scratch", "centralized", "local_only"}
+    assert all(abs(d + 7.0) < 1e-9 for d in vs_fed["centralized"])
+
+
+def test_control_variants_are_fine_tuned_on_the_same_subsets(quality: ModuleType) -> None:
+    cfg = quality.QualityConfig(label_subsets=2, tasks=("segmentation",), label_fractions=(0.1,),
+                                variants=("scratch", "federated", "federated_iid", "cyclic"))
+    jobs = quality.seed_jobs(cfg, seed=0, encoders={**ENCODERS, "federated_iid": "i.safetensors",
+                                                    "cyclic": "y.safetensors"})
+    for subset in range(2):
+        assert sorted(j.variant for j in jobs if j.subset == subset) == [
+            "cyclic", "federated", "federated_iid", "scratch"]
+
+
+def test_standard_error_and_goals_read_the_paired_differences(quality: ModuleType) -> None:
+    assert quality.standard_error([1.0]) == 0.0
+    assert abs(quality.standard_error([1.0, 3.0, 5.0, 7.0]) - (20 / 3) ** 0.5 / 2) < 1e-12
+    row = {"scratch": 0.40, "local_only": 0.41, "federated": 0.45, "centralized": 0.39}
+    results = {"0.1": {v: {"dice_mean": d} for v, d in row.items()}}
+    g = quality.goals(results, "0.1", {"federated": [4.0, 6.0]})
+    assert g["share_of_centralized_gain"] is None           # centralized gained nothing
+    assert g["reaches_90pct_of_centralized_gain"] is True    # 5 points >= 0.9 x (-1 point)
+    assert g["paired_standard_error_points"] == {"federated": 1.0}
+    results["0.1"]["centralized"]["dice_mean"] = 0.47       # centralized gains 7, federated 5
+    g = quality.goals(results, "0.1")
+    assert abs(g["share_of_centralized_gain"] - 5 / 7) < 1e-9
+    assert g["reaches_90pct_of_centralized_gain"] is False

@@ -13,13 +13,18 @@ import pytest
 def test_pretraining_is_reused_only_when_its_settings_match(quality: ModuleType, tmp_path: Path,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[int] = []
+    asked: list[tuple[str, ...]] = []
 
     def fake_pretrain(cfg: Any, *, seed: int, data_root: Path, train_sites: list[str],
                       work: Path) -> dict[str, Any]:
         calls.append(seed)
-        enc = work / f"enc-{len(calls)}.safetensors"
-        enc.write_bytes(b"x")
-        return {"seconds": {"federated": 1.0}, "federated": str(enc)}
+        asked.append(cfg.variants)
+        out: dict[str, Any] = {"seconds": {}}
+        for variant in cfg.variants:
+            enc = work / f"enc-{len(calls)}-{variant}.safetensors"
+            enc.write_bytes(b"x")
+            out[variant], out["seconds"][variant] = str(enc), 1.0
+        return out
 
     monkeypatch.setattr(quality, "pretrain", fake_pretrain)
     cfg = quality.QualityConfig(variants=("scratch", "federated"))
@@ -35,3 +40,7 @@ def test_pretraining_is_reused_only_when_its_settings_match(quality: ModuleType,
     assert calls == [0, 0, 0]
     quality.finished_pretraining(cfg, **args)
     assert calls == [0, 0, 0, 0]                             # encoder file gone: run again
+    more = quality.finished_pretraining(replace(cfg, variants=("scratch", "federated", "cyclic")), **args)
+    assert calls == [0, 0, 0, 0, 0] and asked[-1] == ("cyclic",)  # only the missing variant
+    assert more["federated"] == quality.finished_pretraining(cfg, **args)["federated"]
+    assert set(more["seconds"]) == {"federated", "cyclic"} and len(calls) == 5

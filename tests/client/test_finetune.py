@@ -14,7 +14,7 @@ import torch
 from client.finetune import FinetuneConfig, run_finetune
 from client.finetune.data import has_enhancing_tumour, label_subset
 from client.finetune.run import parameter_groups, resolve_encoder
-from client.finetune.segmentation import _crop_transform, _prepare, to_regions
+from client.finetune.segmentation import _crop_transform, _prepare, region_scores, to_regions
 from server.checkpoints import export_encoder
 from shared.config import DataConfig
 from shared.model import build_encoder, build_segmenter
@@ -77,6 +77,21 @@ def test_targets_follow_brats_numbering() -> None:
     tc, wt, et = to_regions(label)
     assert tc.sum() == 2 and wt.sum() == 3 and et.sum() == 1
     assert has_enhancing_tumour(np.array([0, 4])) == 1 and has_enhancing_tumour(np.array([1, 2])) == 0
+
+
+def test_brats_dice_is_split_into_overlap_and_false_positives() -> None:
+    # Three cases x (TC, WT, ET). Case 2 has no ET: it scored 0 there (something predicted).
+    # Case 1 has no tumour at all: 1 everywhere (nothing predicted).
+    dice = np.array([[0.6, 0.8, 0.4], [1.0, 1.0, 1.0], [0.5, 0.7, 0.0]])
+    present = np.array([[1, 1, 1], [0, 0, 0], [1, 1, 0]])
+    s = region_scores(dice, present)
+    assert s["dice_et"] == pytest.approx(1.4 / 3) and s["dice_mean"] == pytest.approx(
+        np.mean([2.1 / 3, 2.5 / 3, 1.4 / 3]))
+    assert s["dice_tc_present"] == pytest.approx(0.55) and s["dice_et_present"] == pytest.approx(0.4)
+    assert s["false_positive_tc"] == 0.0 and s["false_positive_et"] == 0.5
+    assert s["dice_present_mean"] == pytest.approx(np.mean([0.55, 0.75, 0.4]))
+    every_case_has_tumour = region_scores(dice[:1], present[:1])
+    assert not any(k.startswith("false_positive") for k in every_case_has_tumour)
 
 
 def test_missing_encoder_file_says_what_was_expected(tmp_path: Path) -> None:
