@@ -290,7 +290,8 @@ def effective_dimensions_of(encoder: str | None, samples: list[dict[str, Any]], 
     from simulations.report.projection import effective_dimensions
 
     torch.manual_seed(seed)
-    net = downstream_encoder(encoder, in_channels=samples[0]["image"].shape[0]).eval()
+    preset = "gpu-base" if torch.cuda.is_available() else "cpu-small"  # as scratch fine-tunes
+    net = downstream_encoder(encoder, in_channels=samples[0]["image"].shape[0], preset=preset).eval()
     feats = []
     with torch.no_grad():
         for s in samples:

@@ -31,8 +31,10 @@ class FinetuneConfig(FrozenModel):
     crop_size: int = Field(default=48, ge=16, description="Segmentation crop edge (multiple of 16).")
     class_size: int = Field(default=64, ge=16, description="Classification input edge (resized).")
     seed: int = 0
-    preset: Literal["cpu-small", "gpu-base"] = Field(
-        default="cpu-small", description="Encoder preset when training from scratch.")
+    preset: Literal["auto", "cpu-small", "gpu-base"] = Field(
+        default="auto", description="Encoder preset when training from scratch; auto = "
+        "gpu-base when fine-tuning on CUDA, else cpu-small, the choice pretraining's auto "
+        "makes on the same machine, so scratch is the same network as the pretrained ones.")
     context_fusion: bool = Field(
         default=False, description="Insert SLeM's contextual fusion block (CFB) on the deepest "
         "encoder feature map (segmentation: before the up path; classification: before pooling).")

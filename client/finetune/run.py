@@ -16,8 +16,8 @@ from client.finetune.classification import evaluate_classification, train_classi
 from client.finetune.config import FinetuneConfig
 from client.finetune.data import label_subset, labelled_samples
 from client.finetune.segmentation import evaluate_segmentation, train_segmentation
-from shared.config import TrainConfig
-from shared.model import build_classifier, build_segmenter
+from shared.config import ModelConfig, TrainConfig
+from shared.model import build_classifier, build_segmenter, resolve_preset
 from shared.model.downstream import encoder_parameters
 
 RESULT_FILE = "finetune.json"
@@ -67,6 +67,12 @@ def parameter_groups(model: torch.nn.Module, cfg: FinetuneConfig) -> list[dict[s
     return groups
 
 
+def scratch_preset(cfg: FinetuneConfig, device: torch.device) -> str:
+    """The encoder preset a from-scratch network gets on ``device`` (auto: gpu-base on CUDA,
+    like pretraining's auto on the same machine; else cpu-small)."""
+    return resolve_preset(ModelConfig(preset=cfg.preset), cuda_available=device.type == "cuda")
+
+
 def run_finetune(
     *, encoder: str | Path | None, cfg: FinetuneConfig, data_root: Path,
     train_sites: Sequence[str], test_sites: Sequence[str], cache_dir: Path,
@@ -85,14 +91,15 @@ def run_finetune(
         raise ValueError(f"the test sites {list(test_sites)} have no labelled studies.")
     train = label_subset(train_all, fraction=cfg.label_fraction, seed=cfg.seed)
     m = len(cfg.data.modalities)
+    preset = scratch_preset(cfg, device)
     torch.manual_seed(cfg.seed)  # same decoder/head initialisation for every variant
     model: torch.nn.Module
     if cfg.task == "segmentation":
-        model = build_segmenter(path, in_channels=m, out_channels=3, preset=cfg.preset,
+        model = build_segmenter(path, in_channels=m, out_channels=3, preset=preset,
                                 context_fusion=cfg.context_fusion,
                                 context_dilations=cfg.context_dilations)
     else:
-        model = build_classifier(path, in_channels=m, num_classes=2, preset=cfg.preset,
+        model = build_classifier(path, in_channels=m, num_classes=2, preset=preset,
                                  context_fusion=cfg.context_fusion,
                                  context_dilations=cfg.context_dilations)
     model = model.to(device)

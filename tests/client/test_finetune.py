@@ -13,7 +13,7 @@ import torch
 
 from client.finetune import FinetuneConfig, run_finetune
 from client.finetune.data import has_enhancing_tumour, label_subset
-from client.finetune.run import parameter_groups, resolve_encoder
+from client.finetune.run import parameter_groups, resolve_encoder, scratch_preset
 from client.finetune.segmentation import _crop_transform, _prepare, region_scores, to_regions
 from server.checkpoints import export_encoder
 from shared.config import DataConfig
@@ -77,6 +77,14 @@ def test_targets_follow_brats_numbering() -> None:
     tc, wt, et = to_regions(label)
     assert tc.sum() == 2 and wt.sum() == 3 and et.sum() == 1
     assert has_enhancing_tumour(np.array([0, 4])) == 1 and has_enhancing_tumour(np.array([1, 2])) == 0
+
+
+def test_scratch_is_the_network_pretraining_builds_on_the_same_hardware() -> None:
+    auto = FinetuneConfig()
+    assert scratch_preset(auto, torch.device("cpu")) == "cpu-small"
+    assert scratch_preset(auto, torch.device("cuda")) == "gpu-base"
+    pinned = FinetuneConfig(preset="cpu-small")
+    assert scratch_preset(pinned, torch.device("cuda")) == "cpu-small"
 
 
 def test_brats_dice_is_split_into_overlap_and_false_positives() -> None:
