@@ -37,6 +37,7 @@ report.html of the seed-0 federated run with the downstream table.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import multiprocessing as mp
 import platform
@@ -174,6 +175,7 @@ def pretrain(cfg: QualityConfig, *, seed: int, data_root: Path, train_sites: lis
     from rich.console import Console
 
     from shared.config import RunConfig
+    from shared.stats_schema import StatsPool
     from simulations.baselines import (
         exact_pool,
         iid_site_folders,
@@ -204,10 +206,15 @@ def pretrain(cfg: QualityConfig, *, seed: int, data_root: Path, train_sites: lis
         federate("federated_iid", iid_site_folders(data_root, train_sites,
                                                    work / f"iid-seed{seed}" / "data", seed=seed))
     run_cfg = RunConfig.model_validate(run_raw)
+    site_dirs = [data_root / s for s in train_sites]
+
+    @functools.cache
+    def sites_pool() -> StatsPool:  # centralized and cyclic use the same exact statistics
+        return exact_pool(run_cfg, site_dirs, state_root=work / f"stats-seed{seed}")
+
     if "centralized" in cfg.variants:
         t0 = time.perf_counter()
-        pool = exact_pool(run_cfg, [data_root / s for s in train_sites],
-                          state_root=work / f"stats-seed{seed}")
+        pool = sites_pool()
         pooled = pooled_site_folder(data_root, train_sites, work / f"pooled-seed{seed}" / "data")
         out["centralized"] = str(pretrain_alone(
             run_cfg, data_dir=pooled, rounds=cfg.rounds,
@@ -223,11 +230,8 @@ def pretrain(cfg: QualityConfig, *, seed: int, data_root: Path, train_sites: lis
     if "cyclic" in cfg.variants:
         t0 = time.perf_counter()
         out["cyclic"] = str(pretrain_cyclic(
-            run_cfg, site_dirs=[data_root / s for s in train_sites], rounds=cfg.rounds,
-            steps_per_round=cfg.local_steps,
-            pool=exact_pool(run_cfg, [data_root / s for s in train_sites],
-                            state_root=work / f"stats-seed{seed}"),
-            out_dir=work / f"cyclic-seed{seed}"))
+            run_cfg, site_dirs=site_dirs, rounds=cfg.rounds, steps_per_round=cfg.local_steps,
+            pool=sites_pool(), out_dir=work / f"cyclic-seed{seed}"))
         out["seconds"]["cyclic"] = time.perf_counter() - t0
     return out
 
@@ -286,11 +290,13 @@ def effective_dimensions_of(encoder: str | None, samples: list[dict[str, Any]], 
     """
     import numpy as np
 
+    from shared.config import ModelConfig
+    from shared.model import resolve_preset
     from shared.model.downstream import downstream_encoder
     from simulations.report.projection import effective_dimensions
 
     torch.manual_seed(seed)
-    preset = "gpu-base" if torch.cuda.is_available() else "cpu-small"  # as scratch fine-tunes
+    preset = resolve_preset(ModelConfig(), cuda_available=torch.cuda.is_available())  # as scratch
     net = downstream_encoder(encoder, in_channels=samples[0]["image"].shape[0], preset=preset).eval()
     feats = []
     with torch.no_grad():
@@ -603,21 +609,23 @@ def main(argv: list[str] | None = None) -> int:
         "rounds", "local_steps", "finetune_steps", "classify_steps", "label_subsets", "pretext",
         "strategy", "linear_probe", "encoder_lr_scale", "augment_intensity")
         if getattr(args, k) is not None}
-    if args.seeds:
-        overrides["seeds"] = tuple(int(x) for x in args.seeds.split(","))
-    if args.variants:
-        overrides["variants"] = tuple(args.variants.split(","))
-        if unknown := set(overrides["variants"]) - {*VARIANTS, *CONTROL_VARIANTS}:
-            parser.error(f"--variants: expected some of {', '.join((*VARIANTS, *CONTROL_VARIANTS))}, "
-                         f"got {sorted(unknown)}")
-    if args.tasks:
-        overrides["tasks"] = tuple(args.tasks.split(","))
-        if unknown := set(overrides["tasks"]) - {"segmentation", "classification"}:
-            parser.error(f"--tasks: expected segmentation and/or classification, got {sorted(unknown)}")
-    if args.label_fractions:
-        overrides["label_fractions"] = tuple(float(x) for x in args.label_fractions.split(","))
-        if bad := [f for f in overrides["label_fractions"] if not 0 < f <= 1]:
-            parser.error(f"--label-fractions: expected fractions in (0, 1], got {bad}")
+    listed: tuple[tuple[str, Any, Any, str], ...] = (  # (option, parse, valid?, what is valid)
+        ("seeds", int, lambda x: True, ""),
+        ("variants", str, lambda x: x in (*VARIANTS, *CONTROL_VARIANTS),
+         f"some of {', '.join((*VARIANTS, *CONTROL_VARIANTS))}"),
+        ("tasks", str, lambda x: x in ("segmentation", "classification"),
+         "segmentation and/or classification"),
+        ("label_fractions", float, lambda x: 0 < x <= 1, "fractions in (0, 1]"))
+    for option, parse, valid, expected in listed:
+        if raw := getattr(args, option):
+            try:
+                values = tuple(parse(x) for x in raw.split(","))
+            except ValueError:
+                parser.error(f"--{option.replace('_', '-')}: expected comma-separated "
+                             f"{parse.__name__} values, got {raw!r}")
+            if bad := [x for x in values if not valid(x)]:
+                parser.error(f"--{option.replace('_', '-')}: expected {expected}, got {bad}")
+            overrides[option] = values
     if args.site_local_norm is not None:
         overrides["site_local_norm"] = args.site_local_norm == "true"
     cfg = replace(cfg, **overrides)

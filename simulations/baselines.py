@@ -9,7 +9,7 @@
 * ``iid_site_folders``: the training sites' studies dealt at random into equal virtual sites,
   for a federation whose sites no longer differ by scanner (``federated_iid``).
 
-Both call the site's own ``train_round`` (client/train.py), so model, pretext task,
+All call the site's own ``train_round`` (client/train.py), so model, pretext task,
 optimizer, batches and crops are exactly those of a federated site.
 """
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from types import ModuleType
 
+import pytest
+
 ENCODERS = {"federated": "f.safetensors", "centralized": "c.safetensors",
             "local_only": {"site-0": "l0.safetensors", "site-1": "l1.safetensors"}}
 
@@ -64,3 +66,18 @@ def test_standard_error_and_goals_read_the_paired_differences(quality: ModuleTyp
     g = quality.goals(results, "0.1")
     assert abs(g["share_of_centralized_gain"] - 5 / 7) < 1e-9
     assert g["reaches_90pct_of_centralized_gain"] is False
+
+
+def test_listed_options_are_checked_before_anything_runs(quality: ModuleType,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    for argv, expected in ((["--variants", "federated,foo"], "got ['foo']"),
+                           (["--tasks", "x"], "segmentation and/or classification"),
+                           (["--label-fractions", "0,0.5"], "fractions in (0, 1], got [0.0]"),
+                           (["--seeds", "a"], "comma-separated int values, got 'a'")):
+        try:
+            quality.main(argv)
+        except SystemExit as exit_:
+            assert exit_.code == 2
+        else:
+            raise AssertionError(f"{argv} was accepted")
+        assert expected in capsys.readouterr().err
