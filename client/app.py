@@ -12,8 +12,8 @@ from client.guard import outgoing_guard
 from client.release import release_site_stats
 from client.site_config import resolve_site
 from client.train import train_round
-from shared.keys import ConfigKey, RecordKey
 from shared.wire import decode_round_config
+from shared.wire_keys import ConfigKey, RecordKey
 
 app = ClientApp(mods=[outgoing_guard])
 

@@ -22,14 +22,14 @@ from client.deploy_config import (
     load_site_config,
     write_site_config,
 )
-from client.keys import PRIVATE_KEY_FILE, create_site_keys
 from client.release import release_site_stats
 from client.site_check import SiteCheckReport, check_site
 from client.site_daemon import SiteDaemonConfigError, run_site_daemon
+from client.site_keypair import PRIVATE_KEY_FILE, create_site_keys
 from shared.config import ConfigError, RunConfig, SiteConfig
 from shared.flower_cli import FlowerCommandNotFoundError
-from shared.keys import ConfigKey, RecordKey
 from shared.run_file import read_run_file
+from shared.wire_keys import ConfigKey, RecordKey
 
 site_app = typer.Typer(help="Commands for hospital IT, run next to the site's data.",
                        no_args_is_help=True)

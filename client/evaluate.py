@@ -13,10 +13,10 @@ from client.device import autocast_for
 from client.session import SiteSession, site_seed
 from client.train import RoundResult
 from shared.config import RunConfig, SiteConfig
-from shared.keys import MetricKey, task_metric_key
 from shared.model import load_global_state
 from shared.pretext.shared_heads import load_head_arrays, split_arrays
 from shared.stats_schema import StatsPool
+from shared.wire_keys import MetricKey, task_metric_key
 
 _EVAL_ROUND = -1  # fixed seed across rounds, so successive evaluations see the same crops
 

@@ -16,11 +16,11 @@ from flwr.clientapp.typing import ClientAppCallable
 from pydantic import ValidationError
 
 from shared.config import RunConfig
-from shared.keys import Action, ConfigKey, MetricKey, RecordKey, task_metric_key
 from shared.model import build_encoder, global_state, resolve_preset
 from shared.pretext.shared_heads import initial_head_arrays
 from shared.stats_schema import SiteStats
 from shared.wire import decode_round_config
+from shared.wire_keys import Action, ConfigKey, MetricKey, RecordKey, task_metric_key
 
 _ALLOWED_RECORDS: dict[str, dict[str, type]] = {
     Action.STATS: {RecordKey.STATS: ConfigRecord},

@@ -15,8 +15,8 @@ from typing import TextIO
 
 from client.deploy_config import SiteDeployConfig
 from client.foreground import StopRequest, run_foreground
-from client.keys import check_private_key
 from client.site_config import DATA_DIR_KEY, SHARE_TEMPLATES_KEY, STATE_DIR_KEY
+from client.site_keypair import check_private_key
 from shared.flower_cli import flower_bin, flower_env
 
 FLOWER_HOME_DIR = "flower"

@@ -16,7 +16,6 @@ from client.fedema import FedEmaBlend, compatible, fedema_blend
 from client.fedprox import ProximalTerm, global_parameters
 from client.session import SiteSession, site_seed
 from shared.config import RunConfig, SiteConfig
-from shared.keys import MetricKey, task_metric_key
 from shared.model import global_state, load_global_state
 from shared.pretext.shared_heads import (
     head_arrays,
@@ -25,6 +24,7 @@ from shared.pretext.shared_heads import (
     split_arrays,
 )
 from shared.stats_schema import StatsPool
+from shared.wire_keys import MetricKey, task_metric_key
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ from flwr.serverapp import Grid, ServerApp
 
 from server.protocol import run_pretraining
 from shared.config import ModelConfig, RunConfig
-from shared.keys import RUN_CONFIG_KEY
 from shared.model import resolve_preset
+from shared.wire_keys import RUN_CONFIG_KEY
 
 log = logging.getLogger("flwr.fedmm.server")
 

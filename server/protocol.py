@@ -23,7 +23,6 @@ from server.metrics_log import MetricsLog
 from server.stats_pool import pool_site_stats
 from server.strategy import build_strategy
 from shared.config import RunConfig
-from shared.keys import Action, ConfigKey, MetricKey, RecordKey
 from shared.model import (
     MultiModalEncoder,
     build_encoder,
@@ -34,6 +33,7 @@ from shared.model import (
 from shared.pretext.shared_heads import initial_head_arrays, split_arrays
 from shared.stats_schema import SiteStats, StatsPool
 from shared.wire import encode_round_config
+from shared.wire_keys import Action, ConfigKey, MetricKey, RecordKey
 
 log = logging.getLogger("flwr.fedmm.server")
 

@@ -16,7 +16,7 @@ import tomli_w
 
 from shared.config import RunConfig
 from shared.flower_cli import flower_bin, flower_env
-from shared.keys import RUN_CONFIG_KEY
+from shared.wire_keys import RUN_CONFIG_KEY
 
 COMPLETED = "finished:completed"
 

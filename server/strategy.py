@@ -20,10 +20,10 @@ from flwr.serverapp.strategy import (
 )
 
 from shared.config import RunConfig, StrategyConfig
-from shared.keys import MetricKey, RecordKey
 from shared.lookup import look_up
 from shared.stats_schema import StatsPool
 from shared.wire import encode_round_config
+from shared.wire_keys import MetricKey, RecordKey
 
 log = logging.getLogger("flwr.fedmm.server")
 

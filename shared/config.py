@@ -44,6 +44,13 @@ class DataConfig(FrozenModel):
         "default phantom run: the loss then stays at chance for 5 x 20 steps; docs/methods.md).",
     )
     num_workers: int = Field(default=0, ge=0, description="DataLoader workers on a site.")
+    max_voxels: int = Field(
+        default=256**3, ge=8**3,
+        description="Largest volume, in voxels after resampling to spacing_mm, that a site "
+        "loads; computed from each file's header before reading it, so a header that "
+        "claims a huge grid is reported as a problem instead of exhausting memory. A site "
+        "refuses a run that asks for more than its own limit (site.toml [limits].max_voxels).",
+    )
 
     @field_validator("modalities")
     @classmethod

@@ -6,8 +6,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from shared.config import RunConfig
-from shared.keys import ConfigKey
 from shared.stats_schema import StatsPool
+from shared.wire_keys import ConfigKey
 
 
 def encode_round_config(cfg: RunConfig, pool: StatsPool | None) -> dict[str, str]:

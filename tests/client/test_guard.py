@@ -8,9 +8,9 @@ from flwr.app import ArrayRecord, ConfigRecord, MetricRecord, RecordDict
 
 from client.guard import OutgoingMessageError, check_reply
 from shared.config import RunConfig
-from shared.keys import Action, RecordKey
 from shared.model import build_encoder, global_state
 from shared.stats_schema import SiteStats
+from shared.wire_keys import Action, RecordKey
 
 CFG = RunConfig.model_validate({"model": {"preset": "cpu-small"}})
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from client.deploy_config import SiteDeployConfig, SiteServerSettings, load_site_config, write_site_config
-from client.keys import create_site_keys
 from client.site_config import resolve_site
 from client.site_daemon import SiteDaemonConfigError, check_ready, explain_exit, supernode_command
+from client.site_keypair import create_site_keys
 from shared.config import ConfigError, RunConfig
 
 

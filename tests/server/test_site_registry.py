@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from client.keys import create_site_keys
+from client.site_keypair import create_site_keys
 from server.site_registry import key_fingerprint, read_public_key
 
 

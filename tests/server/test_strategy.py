@@ -15,7 +15,7 @@ from flwr.supercore.task_identity import TaskIdentity
 
 from server.strategy import STRATEGIES, EncoderFedAvg, EncoderOnly, build_strategy
 from shared.config import RunConfig, StrategyName
-from shared.keys import ConfigKey, RecordKey
+from shared.wire_keys import ConfigKey, RecordKey
 
 NAMES = ("encoder.a", "encoder.b")
 GLOBAL = {"encoder.a": np.zeros(3, dtype=np.float32), "encoder.b": np.ones((2, 2), dtype=np.float32)}

@@ -8,7 +8,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from client.keys import check_private_key, create_site_keys
+from client.site_keypair import check_private_key, create_site_keys
 
 
 def test_key_pair_is_what_supernode_auth_needs(tmp_path: Path) -> None:
