@@ -1,4 +1,8 @@
-"""The fedmm ClientApp: decode, call the site's typed round functions, encode. Nothing else."""
+"""The fedmm ClientApp: decode, check the site's limits, call the site's typed round functions, encode.
+
+Two mods wrap every handler: the outgoing guard (only declared content leaves) and,
+outermost, the error mod (a failure leaves as a code and an incident id, never as text).
+"""
 
 from __future__ import annotations
 
@@ -7,32 +11,45 @@ from typing import Any
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
+from client.error_mod import contain_errors
 from client.evaluate import evaluate_round
 from client.guard import outgoing_guard
 from client.release import release_site_stats
 from client.site_config import resolve_site
+from client.site_limits import check_site_limits
 from client.train import train_round
+from shared.config import RunConfig, SiteConfig
+from shared.stats_schema import StatsPool
 from shared.wire import decode_round_config
 from shared.wire_keys import ConfigKey, RecordKey
 
-app = ClientApp(mods=[outgoing_guard])
+app = ClientApp(mods=[contain_errors, outgoing_guard])
+
+
+def _decode(msg: Message, context: Context) -> tuple[RunConfig, SiteConfig, StatsPool | None, int]:
+    """The run config, this site's own settings, the pool and the round; refuses a run
+    that asks for more than the site's limits allow."""
+    cfg, pool, server_round = decode_round_config(msg.content[RecordKey.CONFIG])
+    site = resolve_site(context.node_config, cfg)
+    check_site_limits(cfg, site.limits)
+    return cfg, site, pool, server_round
 
 
 @app.query("stats")
 def stats(msg: Message, context: Context) -> Message:
     """Round 0: release this site's anonymized statistics."""
-    cfg, _, _ = decode_round_config(msg.content[RecordKey.CONFIG])
-    site_stats = release_site_stats(cfg, resolve_site(context.node_config, cfg))
+    cfg, site, _, _ = _decode(msg, context)
+    site_stats = release_site_stats(cfg, site)
     record = ConfigRecord({ConfigKey.STATS_JSON: site_stats.to_json()})
     return Message(RecordDict({RecordKey.STATS: record}), reply_to=msg)
 
 
 def _round_inputs(msg: Message, context: Context) -> dict[str, Any]:
     """Decode and validate what train and evaluate both receive."""
-    cfg, pool, server_round = decode_round_config(msg.content[RecordKey.CONFIG])
+    cfg, site, pool, server_round = _decode(msg, context)
     return {
         "cfg": cfg,
-        "site": resolve_site(context.node_config, cfg),
+        "site": site,
         "global_arrays": msg.content.array_records[RecordKey.ARRAYS].to_torch_state_dict(),
         "pool": pool,
         "server_round": server_round,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -14,6 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from client.app_approval import approval_for, approve, installed_app, revoke
 from client.deploy_config import (
     SITE_CONFIG_FILE,
     SiteDaemonSettings,
@@ -26,6 +28,9 @@ from client.release import release_site_stats
 from client.site_check import SiteCheckReport, check_site
 from client.site_daemon import SiteDaemonConfigError, run_site_daemon
 from client.site_keypair import PRIVATE_KEY_FILE, create_site_keys
+from client.tls_probe import probe_server_certificate
+from shared.app_bundle import AppBundleError
+from shared.cert_validity import certificate_validity
 from shared.config import ConfigError, RunConfig, SiteConfig
 from shared.flower_cli import FlowerCommandNotFoundError
 from shared.run_file import read_run_file
@@ -37,6 +42,13 @@ console = Console(stderr=True)
 
 SiteConfigOption = Annotated[Path, typer.Option(
     "--config", envvar="FEDMM_SITE_CONFIG", help="The site's site.toml (from `fedmm site init`).")]
+
+
+@site_app.callback()
+def _private_files() -> None:
+    """Everything these commands create (state with cached patient volumes, keys, logs) is
+    the site's own: 0700 folders and 0600 files, whatever the shell's umask."""
+    os.umask(0o077)
 
 
 def _fail(message: object, code: int = 2) -> typer.Exit:
@@ -75,7 +87,8 @@ def init_command(
     runtime_port: Annotated[int, typer.Option(
         help="Local-only port of the SuperNode's runtime API (distinct per site on one host).")] = 9094,
 ) -> None:
-    """Create this site's key pair and site.toml; print the public key for the coordinator."""
+    """Create this site's key pair and site.toml (approving the fedmm installed here); print
+    the public key for the coordinator."""
     config_path = out / SITE_CONFIG_FILE
     if config_path.exists():
         raise _fail(f"{config_path} already exists. Fix: edit it, rotate the key with `fedmm site "
@@ -83,13 +96,15 @@ def init_command(
     if ca_cert is not None and not ca_cert.is_file():
         raise _fail(f"--ca-cert {ca_cert} does not exist; expected the coordinator's ca.crt.")
     try:
+        app = installed_app()
         cfg = SiteDeployConfig(
             name=name, data_dir=data.expanduser().resolve(),
             run_file=run_file.expanduser().resolve() if run_file else None,
+            approved_apps=(app,),
             server=SiteServerSettings(address=server),
             daemon=SiteDaemonSettings(runtime_port=runtime_port),
         )
-    except ValueError as err:
+    except (ValueError, AppBundleError) as err:
         raise _fail(err) from err
     if not cfg.data_dir.is_dir():
         console.print(f"[yellow]Note: {cfg.data_dir} is not a folder yet; `fedmm site check` "
@@ -103,6 +118,8 @@ def init_command(
     console.print(f"  config       {config_path}")
     console.print(f"  private key  {keys.private_key} (0600, never leaves this machine)")
     console.print(f"  public key   {keys.public_key}")
+    console.print(f"  approved app {app.sha256}\n               ({escape(app.note)}); compare it "
+                  "with the coordinator's `fedmm server app-hash`. The site runs no other code.")
     if ca_cert is None:
         console.print(f"  [yellow]CA certificate: copy the coordinator's ca.crt to {out / 'ca.crt'}[/]")
     if not server:
@@ -169,8 +186,35 @@ def check_command(config: SiteConfigOption = Path(SITE_CONFIG_FILE)) -> None:
                   f"{list(cfg.data.modalities)}, resampled to {cfg.data.spacing_mm:g} mm{source})")
     report = check_site(cfg, SiteConfig(data_dir=site.data_dir, state_dir=site.state_dir))
     _print_check(report)
+    _print_certificates(site)
     if not report.ready:
         raise typer.Exit(1)
+
+
+def _print_certificates(site: SiteDeployConfig) -> None:
+    """The consortium CA's and the server certificate's days to expiry (warning under 30)."""
+    if not site.server.ca_cert.is_file():
+        console.print(f"[yellow]Certificates: no CA certificate at {site.server.ca_cert} yet.[/]")
+        return
+    try:
+        ca = certificate_validity(site.server.ca_cert, name="The consortium CA certificate")
+    except ValueError as err:
+        console.print(f"[red]{escape(str(err))}[/]")
+        return
+    shown = [ca]
+    if site.server.address:
+        probe = probe_server_certificate(site.server.address, site.server.ca_cert)
+        if probe.validity is not None:
+            shown.append(probe.validity)
+        if probe.error:
+            console.print(f"[{'yellow' if probe.validity is None else 'red'}]{escape(probe.error)}[/]",
+                          highlight=False)
+    for validity in shown:
+        style = "red" if validity.problem() else "yellow" if validity.warning() else "green"
+        console.print(f"[{style}]{escape(validity.summary())}[/]", highlight=False)
+        if validity.warning():
+            console.print(f"[yellow]Warning: {escape(validity.warning())}; ask the coordinator "
+                          "to renew it.[/]", highlight=False)
 
 
 @site_app.command("start")
@@ -179,16 +223,58 @@ def start_command(
     insecure: Annotated[bool, typer.Option(
         "--insecure", help="No TLS, no key: tests against a local --insecure SuperLink ONLY.")] = False,
 ) -> None:
-    """Run the site daemon (flower-supernode) in the foreground; SIGTERM stops it cleanly."""
+    """Run the site daemon (flower-supernode + fedmm's task executor) in the foreground;
+    SIGTERM stops it cleanly."""
     cfg = _site_config(config)
     if insecure:
         console.print("[bold red]WARNING: connecting WITHOUT TLS and WITHOUT the site key "
                       "(--insecure).[/] Use this only for tests on one machine.")
     try:
-        code = run_site_daemon(cfg, insecure=insecure, console=sys.stdout)
+        code = run_site_daemon(cfg, site_config=config, insecure=insecure, console=sys.stdout)
     except (SiteDaemonConfigError, FlowerCommandNotFoundError) as err:
         raise _fail(err) from err
     raise typer.Exit(code)
+
+
+@site_app.command("approve")
+def approve_command(
+    config: SiteConfigOption = Path(SITE_CONFIG_FILE),
+    sha256: Annotated[str | None, typer.Option(
+        "--hash", help="Approve this app-bundle sha256 (as the coordinator's `fedmm server "
+        "app-hash` prints it; compare it over a second channel first).")] = None,
+    fab: Annotated[Path | None, typer.Option(
+        "--fab", help="Approve this app-bundle file (.fab).")] = None,
+    note: Annotated[str, typer.Option(help="What it is, who approved it (kept in site.toml).")] = "",
+    list_only: Annotated[bool, typer.Option("--list", help="Only list the approved bundles.")] = False,
+    revoke_hash: Annotated[str | None, typer.Option(
+        "--revoke", help="Withdraw the approval of this sha256.")] = None,
+) -> None:
+    """Approve the code this site runs: by default the fedmm installed here (prints its hash)."""
+    cfg = _site_config(config)
+    if revoke_hash is not None:
+        try:
+            removed = revoke(config, revoke_hash)
+        except ConfigError as err:
+            raise _fail(err) from err
+        console.print(f"[green]Withdrew[/] the approval of {revoke_hash}." if removed else
+                      f"[yellow]{revoke_hash} was not approved; nothing changed.[/]")
+        return
+    if not list_only:
+        try:
+            app = approval_for(sha256=sha256, fab=fab, note=note)
+            added = approve(config, app)
+        except (ValueError, AppBundleError) as err:
+            raise _fail(err) from err
+        console.print(f"[green]Approved[/] app bundle {app.sha256} ({escape(app.note)}); runs of "
+                      "it execute here from the next task on." if added else
+                      f"App bundle {app.sha256} was already approved.", highlight=False)
+        cfg = _site_config(config)
+    table = Table("approved app bundle (sha256)", "note")
+    for entry in cfg.approved_apps:
+        table.add_row(entry.sha256, escape(entry.note))
+    console.print(table)
+    if not cfg.approved_apps:
+        console.print("[yellow]No app is approved: this site refuses every run.[/]")
 
 
 @site_app.command("stats")

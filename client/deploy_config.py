@@ -1,8 +1,10 @@
-"""A site's deployment config (``site.toml``): its data, state, key and the coordinator.
+"""A site's deployment config (``site.toml``): its data, state, key, limits, approved code.
 
-Deployment only and never sent anywhere: the paths reach Flower's ``node_config``
-(``data-dir``, ``state-dir``, see ``client/site_config.py``) on this machine, the key and
-CA are used by the local SuperNode. Relative paths are relative to the file's folder.
+Deployment only and never sent anywhere: the paths and ``[limits]`` reach Flower's
+``node_config`` (``client/site_config.py``) on this machine, the key and CA are used by
+the local SuperNode, and ``approved_apps`` lists the app bundles (by sha256) the site's
+task runner will execute (``client/task_runner.py``). Relative paths are relative to the
+file's folder.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from pathlib import Path
 import tomli_w
 from pydantic import Field, field_validator
 
-from shared.config import FrozenModel
+from shared.config import FrozenModel, SiteLimits
 from shared.flower_cli import check_superlink_address
 from shared.run_file import read_toml_model
 
@@ -56,6 +58,13 @@ class SiteDaemonSettings(FrozenModel):
         "right after a crash it still sees the old connection for about 60 s.")
 
 
+class ApprovedApp(FrozenModel):
+    """One app bundle this site agreed to run, named by its sha256 (``fedmm site approve``)."""
+
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="sha256 of the app bundle (hex).")
+    note: str = Field(default="", max_length=500, description="What it is, who approved it, when.")
+
+
 class SiteDeployConfig(FrozenModel):
     """Everything ``fedmm site check|stats|start`` needs (``site.toml``)."""
 
@@ -72,9 +81,24 @@ class SiteDeployConfig(FrozenModel):
         default=False, description="Consent to send learnt BrainMVP templates (average images "
         "of this site's patients) when a run sets masked_modality_reconstruction."
         "share_templates; off: such a run fails here with a clear error.")
+    limits: SiteLimits = Field(
+        default=SiteLimits(), description="The most any run may ask of this site (privacy "
+        "budget, k, batch size, volume size); a run asking more is refused here.")
+    approved_apps: tuple[ApprovedApp, ...] = Field(
+        default=(), description="App bundles this site runs; any other is refused before a line "
+        "of it executes. `fedmm site approve` adds one.")
     server: SiteServerSettings = SiteServerSettings()
     keys: SiteKeySettings = SiteKeySettings()
     daemon: SiteDaemonSettings = SiteDaemonSettings()
+
+    @property
+    def approved_hashes(self) -> frozenset[str]:
+        return frozenset(a.sha256 for a in self.approved_apps)
+
+    @property
+    def superexec_secret(self) -> Path:
+        """The secret the SuperNode and fedmm's task executor share (Runtime API auth)."""
+        return self.state_dir / "superexec.secret"
 
     def resolved(self, base: Path) -> SiteDeployConfig:
         """A copy whose relative paths are made absolute against ``base``."""
@@ -106,9 +130,11 @@ def load_site_config(path: Path) -> SiteDeployConfig:
 def write_site_config(cfg: SiteDeployConfig, path: Path) -> Path:
     """Write ``site.toml`` with a header saying what it is."""
     doc = cfg.model_dump(mode="json", exclude_none=True)
-    header = ("# fedmm site config: `fedmm site check|stats|start --config this-file`.\n"
+    header = ("# fedmm site config: `fedmm site check|stats|approve|start --config this-file`.\n"
               "# Relative paths are relative to this file's folder. Nothing in this file is "
-              "sent to the\n# coordinator; keys/site.key must stay on this machine.\n\n")
+              "sent to the\n# coordinator; keys/site.key must stay on this machine. [limits] are "
+              "this site's own:\n# a run that asks for more is refused here. approved_apps: the "
+              "only app bundles\n# this site runs (`fedmm site approve`).\n\n")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(header + tomli_w.dumps(doc))
     return path

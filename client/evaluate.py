@@ -12,6 +12,7 @@ import torch
 from client.device import autocast_for
 from client.session import SiteSession, site_seed
 from client.train import RoundResult
+from shared.coarse_counts import coarse_count
 from shared.config import RunConfig, SiteConfig
 from shared.model import load_global_state
 from shared.pretext.shared_heads import load_head_arrays, split_arrays
@@ -63,7 +64,7 @@ def evaluate_round(
     return RoundResult(
         arrays={},
         metrics={
-            MetricKey.NUM_EXAMPLES: examples,
+            MetricKey.NUM_EXAMPLES: coarse_count(examples),
             MetricKey.EVAL_LOSS: total / examples if examples else float("nan"),
             MetricKey.SECONDS: time.perf_counter() - started,
             **per_task,

@@ -2,8 +2,10 @@
 
 Every reply passes through ``outgoing_guard`` after the handler ran. It enforces, in code,
 what PRODUCT.md promises: a reply holds the global encoder entries (exact names and
-shapes), whitelisted scalar metrics, or one schema-valid SiteStats, and nothing else.
-A violation raises, so Flower sends the server an error instead of the content.
+shapes), whitelisted scalar metrics (counts only as coarse buckets), or one schema-valid
+SiteStats, and nothing else; an error reply holds only a fedmm site error code and its
+fixed reason. A violation raises, and the error mod around the guard
+(``client/error_mod.py``) sends the server a code instead of the content.
 """
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, 
 from flwr.clientapp.typing import ClientAppCallable
 from pydantic import ValidationError
 
+from shared.coarse_counts import COARSE_COUNTS
 from shared.config import RunConfig
 from shared.model import build_encoder, global_state, resolve_preset
 from shared.pretext.shared_heads import initial_head_arrays
+from shared.site_errors import SiteErrorCode, SiteRefusal, is_site_error
 from shared.stats_schema import SiteStats
 from shared.wire import decode_round_config
 from shared.wire_keys import Action, ConfigKey, MetricKey, RecordKey, task_metric_key
@@ -28,10 +32,14 @@ _ALLOWED_RECORDS: dict[str, dict[str, type]] = {
     Action.EVALUATE: {RecordKey.METRICS: MetricRecord},
 }
 _METRIC_NAMES = frozenset(m.value for m in MetricKey)
+#: Metrics that are counts of the site's data: they leave only as coarse bucket bounds.
+_COUNT_METRICS = frozenset({MetricKey.NUM_EXAMPLES.value, MetricKey.SKIPPED.value})
 
 
-class OutgoingMessageError(RuntimeError):
+class OutgoingMessageError(SiteRefusal, RuntimeError):
     """A reply tried to carry something that may not leave the site."""
+
+    code = SiteErrorCode.OUTGOING_BLOCKED
 
 
 def expected_arrays(cfg: RunConfig) -> dict[str, tuple[int, ...]]:
@@ -98,6 +106,9 @@ def _check_metrics(record: MetricRecord, cfg: RunConfig) -> None:
     for name, value in record.items():
         if not isinstance(value, int | float) or isinstance(value, bool):
             raise OutgoingMessageError(f"metric {name!r} must be one number, got {type(value).__name__}")
+        if name in _COUNT_METRICS and value not in COARSE_COUNTS:
+            raise OutgoingMessageError(f"metric {name!r} is a count and may only be one of "
+                                       f"{COARSE_COUNTS} (shared/coarse_counts.py), got {value!r}")
 
 
 def _check_stats(record: ConfigRecord) -> None:
@@ -115,6 +126,10 @@ def outgoing_guard(msg: Message, context: Context, call_next: ClientAppCallable)
     """Flower mod: run the handler, then check its reply before it leaves the site."""
     reply = call_next(msg, context)
     if reply.has_error():
+        if not is_site_error(reply.error.code, reply.error.reason):
+            raise OutgoingMessageError(
+                f"an error reply may only carry a fedmm site error code and its fixed reason "
+                f"(shared/site_errors.py), got code {reply.error.code} with another reason")
         return reply
     cfg, _, _ = decode_round_config(msg.content[RecordKey.CONFIG])
     check_reply(reply.content, action=msg.metadata.message_type, cfg=cfg)

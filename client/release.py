@@ -1,7 +1,9 @@
 """Round 0 on a site: the anonymized SiteStats it releases (and `site stats --dry-run`).
 
 A site releases its statistics once: the release is kept in its state folder and sent
-again, unchanged, to every later request for the same data and settings. Fresh noise on
+again, unchanged, to every later request for the same data and settings. Every new
+release is booked in the site's privacy ledger first and refused when it would take the
+site past its own lifetime budget (``[limits].max_epsilon_total``). Fresh noise on
 every request would let anyone who asks often enough average the noise away; keeping one
 release also makes ``fedmm site stats --dry-run`` show exactly what round 0 will send.
 """
@@ -15,7 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from client.privacy import anonymize_site_stats
+from client.privacy_ledger import record_release, spent_epsilon
 from client.session import open_dataset
+from client.site_limits import check_epsilon_budget
 from client.stats import summarize_site
 from shared.config import RunConfig, SiteConfig
 from shared.stats_schema import SiteStats
@@ -43,6 +47,8 @@ def release_site_stats(
     kept = _read_release(path)
     if kept is not None and kept[0] == fingerprint:
         return kept[1]
+    spent = spent_epsilon(site.state_dir, unreadable_cost=cfg.privacy.epsilon)
+    check_epsilon_budget(epsilon=cfg.privacy.epsilon, spent=spent, limits=site.limits)
     studies = [*dataset.study_stats("train"), *dataset.study_stats("eval")]
     summary = summarize_site(studies, modalities=cfg.data.modalities)
     release = anonymize_site_stats(
@@ -51,6 +57,10 @@ def release_site_stats(
         privacy=cfg.privacy,
         rng=rng if rng is not None else np.random.default_rng(),
     )
+    # Booked before it is kept (and so before it can leave): a crash in between costs
+    # budget, never hides it.
+    record_release(site.state_dir, epsilon=cfg.privacy.epsilon, mechanism="laplace",
+                   fingerprint=fingerprint)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps({"fingerprint": fingerprint, "release": json.loads(release.to_json())}))

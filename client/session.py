@@ -19,6 +19,7 @@ from shared.config import DataConfig, RunConfig, SiteConfig
 from shared.model import MultiModalEncoder, build_encoder, global_parameter_names, resolve_preset
 from shared.model.site_local import ENCODER_PREFIX
 from shared.pretext import PretextMixture, TaskContext
+from shared.site_errors import SiteErrorCode, SiteRefusal
 from shared.stats_schema import StatsPool
 
 log = logging.getLogger(__name__)
@@ -33,11 +34,23 @@ def _cached_dataset(data_dir: Path, cache_dir: Path, data_json: str, seed: int) 
     )
 
 
+class NoUsableDataRefusal(SiteRefusal, ValueError):
+    """The site has no study training can use (the message, with paths, stays at the site)."""
+
+    code = SiteErrorCode.NO_USABLE_DATA
+
+
 def open_dataset(cfg: RunConfig, site: SiteConfig) -> SiteDataset:
-    """The site's preprocessed, cached dataset (problems are logged, never fatal)."""
-    ds = _cached_dataset(site.data_dir, site.state_dir / "cache", cfg.data.model_dump_json(),
-                         cfg.seed)
-    return ds
+    """The site's preprocessed, cached dataset (problems are logged, never fatal).
+
+    Raises:
+        NoUsableDataRefusal: no study of the site can be used (the message lists why).
+    """
+    try:
+        return _cached_dataset(site.data_dir, site.state_dir / "cache", cfg.data.model_dump_json(),
+                               cfg.seed)
+    except ValueError as err:
+        raise NoUsableDataRefusal(str(err)) from err
 
 
 def site_seed(cfg: RunConfig, site: SiteConfig, server_round: int) -> int:

@@ -15,6 +15,7 @@ from client.device import autocast_for
 from client.fedema import FedEmaBlend, compatible, fedema_blend
 from client.fedprox import ProximalTerm, global_parameters
 from client.session import SiteSession, site_seed
+from shared.coarse_counts import coarse_count
 from shared.config import RunConfig, SiteConfig
 from shared.model import global_state, load_global_state
 from shared.pretext.shared_heads import (
@@ -151,10 +152,10 @@ def train_round(
     return RoundResult(
         arrays=arrays,
         metrics={
-            MetricKey.NUM_EXAMPLES: examples,
+            MetricKey.NUM_EXAMPLES: coarse_count(examples),
             MetricKey.TRAIN_LOSS: float(sum(losses) / len(losses)) if losses else float("nan"),
             MetricKey.STEPS: len(losses),
-            MetricKey.SKIPPED: max(skipped.values(), default=0),
+            MetricKey.SKIPPED: coarse_count(max(skipped.values(), default=0)),
             MetricKey.SECONDS: time.perf_counter() - started,
             **_per_task(MetricKey.TRAIN_LOSS, task_losses, session.pretext.names),
             **({MetricKey.FEDEMA_MU: fedema.mu} if fedema is not None else {}),

@@ -1,7 +1,9 @@
 """The coordinator's TLS material: a certificate authority and the SuperLink's certificate.
 
-Made with ``cryptography`` (no openssl binary needed). Sites receive only ``ca.crt``; the
-CA's private key signs server certificates and should then be kept offline.
+Made with ``cryptography`` (no openssl binary needed). Sites receive only ``ca.crt``. The
+CA's private key signs server certificates and is written to a folder of its own, apart
+from the coordinator folder, for the operator to take offline: the running coordinator
+never needs it, and the compose and systemd set-ups never mount it.
 """
 
 from __future__ import annotations
@@ -138,13 +140,21 @@ def create_server_certificate(
     return key, cert
 
 
-def create_certificates(cert_dir: Path, *, dns_names: tuple[str, ...] = (),
+def default_ca_key_dir(out: Path) -> Path:
+    """Where ``fedmm server init --out OUT`` puts the CA key: a sibling folder, ``OUT-ca-offline``."""
+    out = out.expanduser().resolve()
+    return out.parent / f"{out.name}-ca-offline"
+
+
+def create_certificates(cert_dir: Path, *, ca_key_dir: Path, dns_names: tuple[str, ...] = (),
                         ip_addresses: tuple[str, ...] = (), renew_server: bool = False,
                         valid_days: int = 825) -> CertificatePaths:
-    """Create the CA (unless it exists) and a server certificate in ``cert_dir``.
+    """Create the CA (unless it exists) and a server certificate.
 
     Args:
-        cert_dir: folder for ``ca.crt``, ``ca.key``, ``server.pem`` and ``server.key``.
+        cert_dir: folder for ``ca.crt``, ``server.pem`` and ``server.key``.
+        ca_key_dir: folder for the CA's private key ``ca.key`` (and a copy of ``ca.crt``),
+            to be taken offline; with ``renew_server`` the key is read from there.
         dns_names: host names the sites use to reach the SuperLink.
         ip_addresses: IP addresses the sites use to reach the SuperLink.
         renew_server: re-issue the server certificate with the existing CA (sites keep
@@ -155,7 +165,7 @@ def create_certificates(cert_dir: Path, *, dns_names: tuple[str, ...] = (),
         FileExistsError: the server certificate exists and ``renew_server`` is false.
         ValueError: a name or address is malformed.
     """
-    paths = CertificatePaths(cert_dir / CA_CERT, cert_dir / CA_KEY, cert_dir / SERVER_CERT,
+    paths = CertificatePaths(cert_dir / CA_CERT, ca_key_dir / CA_KEY, cert_dir / SERVER_CERT,
                              cert_dir / SERVER_KEY)
     if paths.server_cert.exists() and not renew_server:
         raise FileExistsError(
@@ -173,13 +183,19 @@ def create_certificates(cert_dir: Path, *, dns_names: tuple[str, ...] = (),
         ca_cert = x509.load_pem_x509_certificate(paths.ca_cert.read_bytes())
     elif renew_server:
         raise FileNotFoundError(
-            f"--renew needs the existing CA ({paths.ca_cert} and {paths.ca_key}); got neither. "
-            "Fix: restore the CA key from its offline copy, or run init without --renew."
+            f"--renew needs the existing CA ({paths.ca_cert} and its private key {paths.ca_key}); "
+            "got no key there. Fix: bring the CA key folder back from its offline copy and pass "
+            "it with --ca-key-dir, or run init without --renew."
         )
     else:
+        if paths.ca_cert.exists() or paths.ca_key.exists():
+            raise FileExistsError(
+                f"Found only half of a CA ({paths.ca_cert} or {paths.ca_key}). Expected both or "
+                "neither; fix: restore the missing file, or choose a new --out.")
         ca_key, ca_cert = create_ca()
         write_private_key(paths.ca_key, ca_key)
         _write_cert(paths.ca_cert, ca_cert)
+        _write_cert(ca_key_dir / CA_CERT, ca_cert)
     key, cert = create_server_certificate(ca_key, ca_cert, dns_names=dns_names,
                                           ip_addresses=ip_addresses, valid_days=valid_days)
     write_private_key(paths.server_key, key)
@@ -197,3 +213,4 @@ def certificate_names(path: Path) -> tuple[list[str], dt.datetime]:
     except x509.ExtensionNotFound:
         names = []
     return names, cert.not_valid_after_utc
+

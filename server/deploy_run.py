@@ -31,6 +31,7 @@ from server.run_control import (
     write_run_config,
 )
 from server.superlink_daemon import write_connection
+from shared.app_bundle import AppBundleError, app_dir, app_sha256
 from shared.config import ConfigError, RunConfig
 from shared.run_file import read_run_file
 
@@ -102,7 +103,7 @@ def describe_round(entry: dict[str, Any]) -> str:
             f"{fmt(evaluate.get('loss'))}, {len(train.get('sites', {}))} sites"
             f"{'' if train.get('aggregated') else ' (not aggregated: quorum missed)'}, "
             f"{entry.get('seconds', 0):.0f} s")
-    return text + (f"; no reply from {failures}" if failures else "")
+    return text + (f"; sites without a usable reply: {failures}" if failures else "")
 
 
 def follow_run(proc: Any, *, out_dir: Path, echo: Callable[[str], None], poll_s: float = 2.0) -> None:
@@ -146,9 +147,13 @@ def stop_unfinished_runs(log_file: Path, *, flwr_home: Path, echo: Callable[[str
             stop_run(run_id, connection=CONNECTION, flwr_home=flwr_home)
 
 
-def run_on_superlink(server: ServerDeployConfig, cfg: RunConfig, *, insecure: bool = False,
-                     echo: Callable[[str], None] = print) -> DeployRunResult:
+def run_on_superlink(server: ServerDeployConfig, cfg: RunConfig, *, app: Path | None = None,
+                     insecure: bool = False, echo: Callable[[str], None] = print) -> DeployRunResult:
     """Submit ``cfg`` to the coordinator's SuperLink, follow it, and return its status.
+
+    Args:
+        app: the Flower app folder to submit (default: this fedmm installation). Sites run
+            it only if they approved its bundle's sha256, which is printed here.
 
     Raises:
         DeployRunError: the run could not start or did not complete; says where to look.
@@ -165,10 +170,16 @@ def run_on_superlink(server: ServerDeployConfig, cfg: RunConfig, *, insecure: bo
     if cfg.resume:
         stop_unfinished_runs(log_file, flwr_home=flwr_home, echo=echo)
     offset = log_file.stat().st_size if log_file.exists() else 0
-    proc = start_run(connection=CONNECTION, run_config_file=run_config_file, federation_config=None,
-                     flwr_home=flwr_home, log_file=log_file)
-    echo(f"Submitted the run to {server.superlink.control_address}; outputs in {out_dir}, "
-         f"Flower's log in {log_file}")
+    app = app if app is not None else app_dir()
+    try:
+        digest = app_sha256(app)
+    except AppBundleError as err:
+        raise DeployRunError(str(err)) from err
+    proc = start_run(app=app, connection=CONNECTION, run_config_file=run_config_file,
+                     federation_config=None, flwr_home=flwr_home, log_file=log_file)
+    echo(f"Submitted the run (app bundle sha256 {digest}; sites run only a bundle they "
+         f"approved) to {server.superlink.control_address}; outputs in {out_dir}, Flower's "
+         f"log in {log_file}")
     try:
         follow_run(proc, out_dir=out_dir, echo=echo)
     except KeyboardInterrupt:

@@ -31,6 +31,7 @@ from shared.model import (
     load_global_state,
 )
 from shared.pretext.shared_heads import initial_head_arrays, split_arrays
+from shared.site_errors import describe_site_error
 from shared.stats_schema import SiteStats, StatsPool
 from shared.wire import encode_round_config
 from shared.wire_keys import Action, ConfigKey, MetricKey, RecordKey
@@ -86,7 +87,7 @@ def _outcome(replies: Iterable[Message], *, sent: list[Message], sent_bytes: int
     for msg in replies:
         node = _sender(msg, dst_of)
         if msg.has_error():
-            out.failures.append({"node": node, "reason": msg.error.reason})
+            out.failures.append(_failure(node, msg))
             continue
         metrics = msg.content.metric_records.get(RecordKey.METRICS)
         arrays = msg.content.array_records.get(RecordKey.ARRAYS)
@@ -95,6 +96,13 @@ def _outcome(replies: Iterable[Message], *, sent: list[Message], sent_bytes: int
         entry["bytes-sent-by-site"] = arrays.count_bytes() if arrays is not None else 0
         out.sites[node] = entry
     return out
+
+
+def _failure(node: str, msg: Message) -> dict[str, Any]:
+    """A site's error reply as metrics.json lists it: the node, its code and what it means
+    (a fedmm site sends a fixed code and an incident id, never exception text)."""
+    return {"node": node, "code": int(msg.error.code),
+            "reason": describe_site_error(msg.error.code, msg.error.reason)}
 
 
 def _missing(sent: list[Message], replies: list[Message]) -> list[dict[str, Any]]:
@@ -106,8 +114,13 @@ def _missing(sent: list[Message], replies: list[Message]) -> list[dict[str, Any]
     ]
 
 
-def collect_pool(grid: Grid, cfg: RunConfig, nodes: list[int]) -> StatsPool:
-    """Round 0: ask every site for its anonymized SiteStats and pool them."""
+def collect_pool(grid: Grid, cfg: RunConfig, nodes: list[int]) -> tuple[StatsPool, RoundOutcome]:
+    """Round 0: ask every site for its anonymized SiteStats and pool them.
+
+    Returns:
+        The pool and the sites that failed or refused (with their reasons); no release is
+        tied to a node id here.
+    """
     config = ConfigRecord({**encode_round_config(cfg, None)})
     msgs = [
         Message(RecordDict({RecordKey.CONFIG: config}), dst_node_id=n,
@@ -115,22 +128,27 @@ def collect_pool(grid: Grid, cfg: RunConfig, nodes: list[int]) -> StatsPool:
         for n in nodes
     ]
     replies = list(grid.send_and_receive(msgs, timeout=cfg.federation.round_timeout_s))
+    dst_of = {m.metadata.message_id: m.metadata.dst_node_id for m in msgs}
+    outcome = RoundOutcome()
     releases: list[SiteStats] = []
     for msg in replies:
+        node = _sender(msg, dst_of)
         if msg.has_error():
-            log.warning("Site %s did not release statistics: %s", msg.metadata.src_node_id,
-                        msg.error.reason)
+            outcome.failures.append(_failure(node, msg))
+            log.warning("Site %s did not release statistics: %s", node,
+                        outcome.failures[-1]["reason"])
             continue
         try:
             releases.append(SiteStats.from_json(
                 str(msg.content.config_records[RecordKey.STATS][ConfigKey.STATS_JSON])))
         except (KeyError, ValidationError, json.JSONDecodeError) as err:
-            log.warning("Site %s sent invalid statistics (%s); ignored.",
-                        msg.metadata.src_node_id, err)
+            log.warning("Site %s sent invalid statistics (%s); ignored.", node, err)
+            outcome.failures.append({"node": node, "reason": "invalid statistics release"})
+    outcome.failures += _missing(msgs, replies)
     pool = pool_site_stats(releases, rng=random.Random(cfg.seed))
     log.info("Statistics pool: %d sites contributed, %d withheld, modalities %s",
              pool.contributors, pool.withheld, sorted(pool.modalities))
-    return pool
+    return pool, outcome
 
 
 def _initial_encoder(cfg: RunConfig, preset: str) -> MultiModalEncoder:
@@ -171,13 +189,14 @@ def run_pretraining(grid: Grid, cfg: RunConfig, *, preset: str) -> Path:
         write_progress(out, phase="waiting for sites", round=0, rounds=fed.num_rounds)
         nodes = wait_for_sites(grid, count=fed.min_nodes, timeout_s=fed.connect_timeout_s)
         write_progress(out, phase="statistics", round=0, rounds=fed.num_rounds)
-        pool = collect_pool(grid, cfg, nodes)
+        pool, statistics = collect_pool(grid, cfg, nodes)
         arrays = {**global_state(encoder, site_local_norm=cfg.model.site_local_norm), **shared_head}
         first_round = 1
         store.save_round(0, arrays, pool, config_json=cfg.to_json())
         metrics.set_meta(config=json.loads(cfg.to_json()), preset=preset,
                          pool={"contributors": pool.contributors, "withheld": pool.withheld,
-                               "modalities": {k: len(v) for k, v in pool.modalities.items()}})
+                               "modalities": {k: len(v) for k, v in pool.modalities.items()}},
+                         statistics_failures=statistics.failures)
 
     strategy = build_strategy(cfg, pool=pool, global_names=names)
     current = ArrayRecord(arrays)

@@ -21,7 +21,7 @@ from shared.wire_keys import RUN_CONFIG_KEY
 COMPLETED = "finished:completed"
 
 __all__ = [
-    "COMPLETED", "RunControlError", "RunStatus", "app_dir", "flower_bin", "flower_env",
+    "COMPLETED", "RunControlError", "RunStatus", "flower_bin", "flower_env",
     "latest_run_status", "run_status", "start_run", "started_run_id", "started_run_ids", "stop_run",
     "write_run_config",
 ]
@@ -31,17 +31,6 @@ _STARTED = re.compile(r"Successfully started run (\d+)")
 
 class RunControlError(RuntimeError):
     """Flower's CLI could not be used as expected; the message holds its output."""
-
-
-def app_dir() -> Path:
-    """The Flower app folder: the checkout holding fedmm's pyproject.toml."""
-    root = Path(__file__).resolve().parents[1]
-    if not (root / "pyproject.toml").is_file():
-        raise RunControlError(
-            f"Expected fedmm's pyproject.toml in {root} (the Flower app folder), found none. "
-            "Install fedmm from a checkout with `pip install -e .` so the app can be built."
-        )
-    return root
 
 
 def write_run_config(cfg: RunConfig, path: Path) -> Path:
@@ -64,21 +53,23 @@ class RunStatus:
 
 def start_run(
     *,
+    app: Path,
     connection: str,
     run_config_file: Path,
     federation_config: str | None,
     flwr_home: Path,
     log_file: Path,
 ) -> subprocess.Popen[bytes]:
-    """Start ``flwr run --stream`` in the background, its output going to ``log_file``."""
-    cmd = [flower_bin("flwr"), "run", str(app_dir()), connection,
+    """Start ``flwr run --stream`` of the app folder ``app`` in the background, its output
+    going to ``log_file``."""
+    cmd = [flower_bin("flwr"), "run", str(app), connection,
            "--run-config", str(run_config_file), "--stream"]
     if federation_config:
         cmd += ["--federation-config", federation_config]
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with log_file.open("ab") as fh:
         return subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=flower_env(flwr_home),
-                                cwd=str(app_dir()))
+                                cwd=str(app))
 
 
 def _ls_runs(args: list[str], *, flwr_home: Path) -> list[dict[str, object]]:

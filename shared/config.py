@@ -395,6 +395,31 @@ class RunConfig(FrozenModel):
         return validate_run_config(raw, source=source)
 
 
+class SiteLimits(FrozenModel):
+    """The most a site lets any run ask of it (site.toml ``[limits]``); the site decides.
+
+    A run whose settings exceed one of these is refused at the site, whatever the
+    coordinator sends (``client/site_limits.py``). The defaults equal fedmm's run defaults,
+    so a default run passes and asking for more needs each site's consent.
+    """
+
+    max_epsilon_per_release: float = Field(
+        default=PrivacyConfig().epsilon, gt=0,
+        description="Largest privacy.epsilon of one statistics release this site makes.")
+    max_epsilon_total: float = Field(
+        default=3 * PrivacyConfig().epsilon, gt=0,
+        description="Largest epsilon this site spends over its lifetime, all releases "
+        "together (its privacy ledger in the state folder counts them).")
+    min_k: int = Field(
+        default=PrivacyConfig().min_studies, ge=1,
+        description="Smallest privacy.min_studies (k) a run may use at this site.")
+    max_batch_size: int = Field(
+        default=32, ge=2, description="Largest data.batch_size (studies in memory at once).")
+    max_voxels: int = Field(
+        default=DataConfig().max_voxels, ge=8**3,
+        description="Largest data.max_voxels (the per-volume size cap) a run may set.")
+
+
 class SiteConfig(FrozenModel):
     """A site's own settings (Flower node_config). Never sent anywhere."""
 
@@ -405,6 +430,11 @@ class SiteConfig(FrozenModel):
         description="This site agrees to send learnt BrainMVP templates (average images of "
         "its patients) when a run asks for them (masked_modality_reconstruction."
         "share_templates); without it such a run fails at this site with a clear error.",
+    )
+    limits: SiteLimits | None = Field(
+        default=None,
+        description="The site's own limits (a deployed site always has them; a simulated "
+        "site, the researcher's own folder, has none).",
     )
 
 

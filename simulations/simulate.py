@@ -17,6 +17,7 @@ from server.checkpoints import ENCODER_FILE, MODEL_CARD_FILE
 from server.metrics_log import METRICS_FILE
 from server.protocol import PROGRESS_FILE
 from server.run_control import RunStatus, latest_run_status, start_run, stop_run, write_run_config
+from shared.app_bundle import app_dir
 from shared.config import ConfigError, ModelConfig, RunConfig, SimulatedSitesConfig
 from shared.model import resolve_preset
 from simulations.scenario import Scenario, SimulationConfig
@@ -232,7 +233,7 @@ def _run_on(link: SimulationSuperLink, *, cfg: RunConfig, scenario: Scenario, ru
             num_sites: int, out_dir: Path, console: Console) -> RunStatus | None:
     """Submit the run to ``link``, follow it to the end, and return its status."""
     flwr_home = link.flwr_home
-    proc = start_run(connection=link.connection, run_config_file=run_config_file,
+    proc = start_run(app=app_dir(), connection=link.connection, run_config_file=run_config_file,
                      federation_config=federation_config(num_sites, scenario.simulation),
                      flwr_home=flwr_home, log_file=out_dir / "flower.log")
     try:

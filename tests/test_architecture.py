@@ -16,9 +16,14 @@ ALLOWED = {
     "simulations": {"shared", "client", "server"},
 }
 # The Flower edges: everything else is plain Python/torch and testable without a federation.
+# The ClientApp and its mods, the site's task executor and verifying runner (Flower's
+# Runtime API), the ServerApp, and the app bundle's builder (Flower's own, so its hash is
+# the one `flwr run` submits).
 FLOWER_EDGES = {
-    "client/app.py", "client/guard.py",
+    "client/app.py", "client/guard.py", "client/error_mod.py",
+    "client/task_executor.py", "client/task_runner.py",
     "server/app.py", "server/protocol.py", "server/strategy.py",
+    "shared/app_bundle.py",
 }
 
 

@@ -7,8 +7,9 @@ if [ -f /deploy/server/server.toml ]; then
   echo "/deploy is already set up; remove the volume (docker compose down -v) to start over."
   exit 0
 fi
+# The CA's private key goes to /ca-offline, a volume only this one-shot service mounts.
 fedmm server init --out /deploy/server --dns superlink \
-  --public-address superlink:9093 --control-address superlink:9093
+  --public-address superlink:9093 --ca-key-dir /ca-offline
 fedmm phantom --sites 3 --subjects-per-site 6 --spacing-mm 4 --out /deploy/phantom
 cp /opt/fedmm/deploy/examples/run-demo.toml /deploy/run.toml
 fedmm site init --name site-0 --data /deploy/phantom/site-0 --out /deploy/site-0 \

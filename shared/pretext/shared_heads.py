@@ -19,6 +19,7 @@ from shared.config import RunConfig
 from shared.model.encoder import MultiModalEncoder
 from shared.pretext.base import TaskContext
 from shared.pretext.mixture import PretextMixture
+from shared.site_errors import SiteErrorCode, SiteRefusal
 
 HEAD_PREFIX = "head."
 
@@ -74,18 +75,26 @@ def split_arrays(arrays: Mapping[str, torch.Tensor]
     return encoder, heads
 
 
+class ConsentRefusal(SiteRefusal, PermissionError):
+    """The run asks a site to send something the site has not agreed to send."""
+
+    code = SiteErrorCode.CONSENT
+
+
 def require_consent(cfg: RunConfig, *, site_allows: bool) -> None:
     """Refuse a run that shares head entries this site has not agreed to send.
 
     Raises:
-        PermissionError: with what the run asks, why it matters and how to allow it.
+        ConsentRefusal: (a PermissionError) with what the run asks, why it matters and how
+            to allow it.
     """
     keys = shared_head_keys(cfg)
     if keys and not site_allows:
-        raise PermissionError(
+        raise ConsentRefusal(
             f"This run asks sites to send {sorted(keys)} (masked_modality_reconstruction."
             "share_templates = true). A learnt template is an average image of this site's "
             "patients, so this site does not send it without consent. To allow it, set "
             "share_templates = true in site.toml (node config share-templates=true); or ask "
-            "the coordinator to run with share_templates = false (the default)."
+            "the coordinator to run with share_templates = false (the default).",
+            setting="pretext.masked_modality_reconstruction.share_templates",
         )

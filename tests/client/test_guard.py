@@ -21,7 +21,7 @@ def encoder_arrays() -> ArrayRecord:
 
 def train_reply(**extra) -> RecordDict:
     content = {RecordKey.ARRAYS: encoder_arrays(),
-               RecordKey.METRICS: MetricRecord({"num-examples": 4, "train-loss": 1.0})}
+               RecordKey.METRICS: MetricRecord({"num-examples": 1, "train-loss": 1.0})}
     content.update(extra)
     return RecordDict(content)
 
@@ -53,7 +53,7 @@ def test_site_local_parameters_cannot_leave() -> None:
 
 
 def test_unknown_metric_and_extra_record_are_refused() -> None:
-    bad = train_reply(**{RecordKey.METRICS: MetricRecord({"num-examples": 4, "patient-age": 61})})
+    bad = train_reply(**{RecordKey.METRICS: MetricRecord({"num-examples": 1, "patient-age": 61})})
     with pytest.raises(OutgoingMessageError, match="patient-age"):
         check_reply(bad, action=Action.TRAIN, cfg=CFG)
     with pytest.raises(OutgoingMessageError, match="exactly"):
@@ -61,7 +61,7 @@ def test_unknown_metric_and_extra_record_are_refused() -> None:
 
 
 def test_list_valued_metrics_are_refused() -> None:
-    bad = train_reply(**{RecordKey.METRICS: MetricRecord({"num-examples": 4, "train-loss": [1.0, 2.0]})})
+    bad = train_reply(**{RecordKey.METRICS: MetricRecord({"num-examples": 1, "train-loss": [1.0, 2.0]})})
     with pytest.raises(OutgoingMessageError, match="one number"):
         check_reply(bad, action=Action.TRAIN, cfg=CFG)
 
@@ -94,3 +94,13 @@ def test_templates_leave_only_when_the_run_shares_them() -> None:
     with pytest.raises(OutgoingMessageError, match="unexpected"):
         check_reply(train_reply(**{RecordKey.ARRAYS: with_templates}), action=Action.TRAIN,
                     cfg=private)
+
+
+@pytest.mark.parametrize("metric", ["num-examples", "skipped-studies"])
+def test_counts_leave_only_as_coarse_buckets(metric: str) -> None:
+    # An exact count (e.g. steps x a batch larger than the site) would reveal the site's size.
+    exact = train_reply(**{RecordKey.METRICS: MetricRecord({"num-examples": 1, metric: 37})})
+    with pytest.raises(OutgoingMessageError, match="coarse"):
+        check_reply(exact, action=Action.TRAIN, cfg=CFG)
+    coarse = train_reply(**{RecordKey.METRICS: MetricRecord({"num-examples": 1, metric: 10})})
+    check_reply(coarse, action=Action.TRAIN, cfg=CFG)

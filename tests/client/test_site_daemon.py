@@ -2,16 +2,34 @@
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 
 import pytest
+from flwr.common.config import parse_config_args
 
-from client.deploy_config import SiteDeployConfig, SiteServerSettings, load_site_config, write_site_config
+from client.deploy_config import (
+    ApprovedApp,
+    SiteDeployConfig,
+    SiteServerSettings,
+    load_site_config,
+    write_site_config,
+)
 from client.site_config import resolve_site
-from client.site_daemon import SiteDaemonConfigError, check_ready, explain_exit, supernode_command
+from client.site_daemon import (
+    SiteDaemonConfigError,
+    check_ready,
+    executor_command,
+    explain_exit,
+    make_private,
+    supernode_command,
+)
 from client.site_keypair import create_site_keys
-from shared.config import ConfigError, RunConfig
+from shared.config import ConfigError, RunConfig, SiteLimits
+
+
+def node_config_of(cmd: list[str]) -> dict:
+    """What Flower's SuperNode makes of the --node-config value (its own parser)."""
+    return parse_config_args([cmd[cmd.index("--node-config") + 1]])
 
 
 @pytest.fixture
@@ -20,7 +38,8 @@ def site(tmp_path: Path) -> SiteDeployConfig:
     (tmp_path / "ca.crt").write_text("not checked here")
     create_site_keys(tmp_path / "keys" / "site.key", comment="a")
     cfg = SiteDeployConfig(name="hospital-a", data_dir=Path("data with space"),
-                           server=SiteServerSettings(address="fl.example.org:9093"))
+                           server=SiteServerSettings(address="fl.example.org:9093"),
+                           approved_apps=(ApprovedApp(sha256="ab" * 32),))
     return load_site_config(write_site_config(cfg, tmp_path / "site.toml"))
 
 
@@ -41,16 +60,40 @@ def test_supernode_uses_tls_the_key_and_a_local_runtime_port(site: SiteDeployCon
     assert "--insecure" in insecure and "--auth-supernode-private-key" not in insecure
 
 
-def test_node_config_reaches_the_clientapp_as_the_site_folders(site: SiteDeployConfig) -> None:
+def test_the_supernode_executes_nothing_and_only_the_executor_gets_its_tasks(
+        site: SiteDeployConfig, tmp_path: Path) -> None:
     cmd = supernode_command(site)
-    node_config = tomllib.loads(cmd[cmd.index("--node-config") + 1].replace('" ', '"\n'))
-    resolved = resolve_site(node_config, RunConfig())
+    assert cmd[cmd.index("--isolation") + 1] == "process"
+    secret = cmd[cmd.index("--superexec-auth-secret-file") + 1]
+    executor = executor_command(site, site_config=tmp_path / "site.toml")
+    assert executor[executor.index("--secret-file") + 1] == secret
+    assert executor[executor.index("--runtime-api-address") + 1] == f"127.0.0.1:{site.daemon.runtime_port}"
+    assert executor[executor.index("--site-config") + 1] == str(tmp_path / "site.toml")
+
+
+def test_node_config_reaches_the_clientapp_as_the_site_folders_and_limits(site: SiteDeployConfig) -> None:
+    resolved = resolve_site(node_config_of(supernode_command(site)), RunConfig())
     assert resolved.data_dir == site.data_dir and resolved.state_dir == site.state_dir
     assert resolved.share_templates is False  # no consent unless site.toml gives it
-    consenting = supernode_command(site.model_copy(update={"share_templates": True}))
-    node_config = tomllib.loads(consenting[consenting.index("--node-config") + 1]
-                                .replace('" ', '"\n'))
-    assert resolve_site(node_config, RunConfig()).share_templates is True
+    assert resolved.limits == SiteLimits()
+    own = SiteLimits(max_epsilon_per_release=0.5, max_epsilon_total=2.5, min_k=11,
+                     max_batch_size=3, max_voxels=100_000)
+    consenting = supernode_command(site.model_copy(update={"share_templates": True, "limits": own}))
+    resolved = resolve_site(node_config_of(consenting), RunConfig())
+    assert resolved.share_templates is True and resolved.limits == own
+
+
+def test_a_deployed_site_without_limit_entries_gets_the_default_limits(tmp_path: Path) -> None:
+    node_config = {"data-dir": str(tmp_path), "state-dir": str(tmp_path)}
+    assert resolve_site(node_config, RunConfig()).limits == SiteLimits()
+
+
+def test_a_bad_limit_is_named_without_echoing_the_node_config(tmp_path: Path) -> None:
+    node_config = {"data-dir": "/secret/BraTS2021_00042", "state-dir": str(tmp_path),
+                   "limit-min-k": "many"}
+    with pytest.raises(ValueError, match="limit-min-k") as err:
+        resolve_site(node_config, RunConfig())
+    assert "BraTS2021_00042" not in str(err.value)
 
 
 def test_a_non_boolean_consent_is_refused_with_the_fix(tmp_path: Path) -> None:
@@ -66,11 +109,29 @@ def test_check_ready_lists_every_problem_with_its_fix(tmp_path: Path) -> None:
     text = str(err.value)
     assert "[server].address is empty" in text and "ca_cert" in text
     assert "fedmm site init" in text and "is not a folder" in text
+    assert "approves no app bundle" in text and "fedmm site approve" in text
+
+
+def test_make_private_tightens_existing_folders_and_files(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    (state / "cache").mkdir(parents=True)
+    (state / "cache" / "study.pt").write_bytes(b"x")
+    (state / "cache").chmod(0o755)
+    (state / "cache" / "study.pt").chmod(0o644)
+    make_private(state, tmp_path / "logs")
+    assert (state / "cache").stat().st_mode & 0o777 == 0o700
+    assert (state / "cache" / "study.pt").stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "logs").stat().st_mode & 0o777 == 0o700
 
 
 def test_exit_reasons_are_explained(site: SiteDeployConfig) -> None:
     assert "not registered" in explain_exit(1, ["[code: 2004] Failed to activate SuperNode."], site)
     assert "not signed by" in explain_exit(1, ["[SSL: CERTIFICATE_VERIFY_FAILED] ..."], site)
+    expired = ["[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: certificate has expired"]
+    assert "has expired" in explain_exit(1, expired, site)
+    assert "not signed by" not in explain_exit(1, expired, site)
+    early = ["[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: certificate is not yet valid"]
+    assert "not valid yet" in explain_exit(1, early, site)
     assert "requires TLS" in explain_exit(1, ["[Errno 104] Connection reset by peer"], site,
                                           insecure=True)
 

@@ -120,6 +120,7 @@ def test_dockerfile_copies_what_exists_and_runs_fedmm() -> None:
     assert entry == ['["fedmm"]']
     run = " ".join(a for i, a in pairs if i == "RUN")
     assert "pip install -e ." in run and "useradd" in run
+    assert "apt-get install -y --no-install-recommends nginx" in run  # the coordinator's proxy
     assert ("USER", "fedmm") in pairs
     assert any(i == "ENV" and "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION=1" in a for i, a in pairs)
 
@@ -130,7 +131,10 @@ def test_compose_services_run_real_commands_on_files_the_setup_makes() -> None:
     for name, service in services.items():
         build = service.get("build", {})
         assert (ROOT / "deploy" / build["context"] / build["dockerfile"]).resolve().is_file()
-        assert service["volumes"] == ["deploy-data:/deploy"]
+        # The CA key's volume is mounted by the one-shot set-up only, never by a service
+        # that runs.
+        extra = ["ca-offline:/ca-offline"] if name == "setup" else []
+        assert service["volumes"] == ["deploy-data:/deploy", *extra], name
         entry = service.get("entrypoint")
         if entry:  # a demo script from the repository
             assert entry[0] == "sh" and in_repo(entry[1]).is_file(), name
@@ -150,6 +154,13 @@ def test_the_federation_is_secured_and_starts_in_order() -> None:
         assert site["command"][:2] == ["site", "start"] and "--insecure" not in site["command"]
         assert site["depends_on"]["superlink"]["condition"] == "service_healthy"
     assert "9093" in " ".join(services["superlink"]["healthcheck"]["test"])
+    # The Control API is on the SuperLink's loopback: the coordinator's commands share its
+    # network namespace; the SuperLink publishes nothing else.
+    for name in ("register", "coordinator"):
+        assert services[name]["network_mode"] == "service:superlink"
+    assert services["superlink"]["expose"] == ["9093"] and "ports" not in services["superlink"]
+    setup = " ".join(" ".join(step) for step in SETUP)
+    assert "--ca-key-dir /ca-offline" in setup
 
 
 @pytest.mark.parametrize("script", ["setup.sh", "register.sh"])
@@ -176,11 +187,12 @@ def test_systemd_units_start_real_commands(unit: str) -> None:
     command, params = parse_fedmm(words[1:])
     assert command.name == "start" and params["insecure"] is False
     assert "KillSignal=SIGTERM" in text and re.search(r"^User=fedmm$", text, flags=re.MULTILINE)
+    assert re.search(r"^UMask=0077$", text, flags=re.MULTILINE)
 
 
 def test_example_configs_validate(tmp_path: Path) -> None:
     server = load_server_config(DEPLOY / "examples" / "server.toml")
-    assert server.superlink.port == 9093
+    assert server.superlink.port == 9093 and server.superlink.internal_port != 9093
     site = load_site_config(DEPLOY / "examples" / "site.toml")
     assert site.server.address.endswith(":9093")
     for run in ("run.toml", "run-demo.toml"):

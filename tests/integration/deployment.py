@@ -1,7 +1,8 @@
-"""A real deployment on 127.0.0.1 for tests: a TLS + auth SuperLink and site daemons, via `fedmm`.
+"""A real deployment on 127.0.0.1 for tests: nginx + a TLS + auth SuperLink and site daemons, via `fedmm`.
 
-Every process is started through fedmm's own commands (`fedmm server start`, `fedmm site
-start`, `fedmm server run`) on free ports with private Flower homes, and always stopped:
+Every process is started through fedmm's own commands (`fedmm server start`, which runs the
+SuperLink on a loopback port, its SuperExec and nginx on the public port; `fedmm site
+start`; `fedmm server run`) on free ports with private Flower homes, and always stopped:
 Flower's helpers run in sessions of their own, so they are found and stopped by the
 ``FLWR_HOME`` they inherit (``shared.flower_cli.processes_using_home``).
 """
@@ -128,6 +129,7 @@ class Deployment:
 
     root: Path
     port: int = field(default_factory=free_port)
+    internal_port: int = field(default_factory=free_port)
     sites: list[Site] = field(default_factory=list)
     server_proc: subprocess.Popen[bytes] | None = None
     extra: list[subprocess.Popen[bytes]] = field(default_factory=list)
@@ -154,7 +156,8 @@ class Deployment:
 
     def init_server(self) -> None:
         fedmm_inline("server", "init", "--out", str(self.server_dir), "--host", "127.0.0.1",
-                     "--port", str(self.port), "--ip", "127.0.0.1")
+                     "--port", str(self.port), "--internal-port", str(self.internal_port),
+                     "--ip", "127.0.0.1")
 
     def start_server(self) -> None:
         self.server_proc = start(["server", "start", "--config", str(self.server_config)],
@@ -165,19 +168,23 @@ class Deployment:
                 raise RuntimeError(f"fedmm server start exited: {(self.root / 'superlink.out').read_text()}")
             with socket.socket() as sock:
                 return sock.connect_ex(("127.0.0.1", self.port)) == 0
-        wait_for(listening, timeout_s=120, what="the SuperLink to listen")
+        wait_for(listening, timeout_s=120, what="the coordinator's proxy to listen")
 
     def add_site(self, name: str, data: Path, *, register: bool = True,
-                 ca_cert: Path | None = None, give_up: bool = False) -> Site:
+                 ca_cert: Path | None = None, give_up: bool = False,
+                 limits: dict[str, float] | None = None) -> Site:
         """Create (and register) a site folder; ``give_up``: the daemon exits at the first
-        refused connection or activation instead of retrying (for refusal tests)."""
+        refused connection or activation instead of retrying (for refusal tests);
+        ``limits``: entries of the site's own [limits]."""
         site = Site(name=name, folder=self.root / name, data=data)
         fedmm_inline("site", "init", "--name", name, "--data", str(data), "--out", str(site.folder),
                      "--server", self.address, "--ca-cert", str(ca_cert or self.ca_cert),
                      "--runtime-port", str(free_port()))
-        if give_up:
+        if give_up or limits:
             raw = tomllib.loads(site.config.read_text())
-            raw["daemon"].update(max_retries=1, activation_retry_s=0)
+            if give_up:
+                raw["daemon"].update(max_retries=1, activation_retry_s=0)
+            raw["limits"].update(limits or {})
             site.config.write_text(tomli_w.dumps(raw))
         if register:
             out = fedmm_inline("server", "register-site", str(site.folder / "keys" / "site.key.pub"),

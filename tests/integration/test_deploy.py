@@ -11,15 +11,23 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
+import shutil
+import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
+import tomli_w
 from safetensors.torch import load_file
 
-from shared.flower_cli import processes_using_home
+from client.site_keypair import create_site_keys
+from shared.app_bundle import app_dir, app_sha256
+from shared.flower_cli import flower_bin, flower_env, processes_using_home
 from shared.model import load_pretrained_encoder
 from simulations.phantom import PhantomConfig, generate_phantom
 from tests.integration.deployment import Deployment, Site, fedmm_inline, wait_for
@@ -84,24 +92,58 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
         dep.init_server()
         dep.start_server()
         for k in range(3):
-            dep.start_site(dep.add_site(f"site-{k}", phantom / f"site-{k}"))
+            # Three studies per site: their own k must allow the run's min_studies = 2.
+            dep.start_site(dep.add_site(f"site-{k}", phantom / f"site-{k}", limits={"min_k": 2}))
         yield dep
     finally:
         dep.stop()
 
 
-def test_the_server_folder_is_secured(deployment: Deployment) -> None:
-    certs = deployment.server_dir / "certs"
-    for key in ("ca.key", "server.key"):
-        assert (certs / key).stat().st_mode & 0o777 == 0o600
+def private_tree_problems(*roots: Path) -> list[str]:
+    """Folders not 0700 and files not 0600 under ``roots`` (each root itself included)."""
+    bad = []
+    for root in roots:
+        for path in [root, *root.rglob("*")]:
+            if path.is_symlink() or not path.exists():
+                continue
+            want = 0o700 if path.is_dir() else 0o600
+            mode = path.stat().st_mode & 0o777
+            if mode != want:
+                bad.append(f"{path} {mode:04o}")
+    return bad
+
+
+def flower_process_args(home: Path, program: str) -> list[str]:
+    """The command line of the process running ``program`` with ``FLWR_HOME=home``."""
+    for pid in processes_using_home(home):
+        args = [a.decode() for a in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") if a]
+        if any(Path(a).name == program for a in args[:2]):
+            return args
+    raise AssertionError(f"no {program} process with FLWR_HOME={home}")
+
+
+def test_the_coordinator_is_secured(deployment: Deployment) -> None:
+    server = deployment.server_dir
+    # The CA key went to its own folder beside the coordinator's, to be taken offline.
+    assert not list(server.rglob("ca.key"))
+    assert (deployment.root / "server-ca-offline" / "ca.key").stat().st_mode & 0o777 == 0o600
+    assert private_tree_problems(server / "state", server / "logs") == []
+    assert (server / "certs" / "server.key").stat().st_mode & 0o777 == 0o600
     for site in members(deployment):
         assert (site.folder / "keys" / "site.key").stat().st_mode & 0o777 == 0o600
-    cmdline = Path(f"/proc/{deployment.server_proc.pid}/cmdline").read_bytes().split(b"\0")
-    args = [a.decode() for a in cmdline]
+    args = flower_process_args(deployment.server_home, "flower-superlink")
     for flag in ("--ssl-certfile", "--enable-supernode-auth", "--database",
-                 "--disable-runtime-dependency-installation", "--log-file"):
+                 "--disable-runtime-dependency-installation", "--log-file",
+                 "--superexec-auth-secret-file"):
         assert flag in args
     assert "--insecure" not in args
+    assert args[args.index("--host") + 1] == "127.0.0.1"  # the SuperLink is on loopback only
+    assert args[args.index("--isolation") + 1] == "process"
+    assert "--superexec-auth-secret-file" in flower_process_args(deployment.server_home, "flower-superexec")
+    # nginx rewrites its process title (and with it the environment fedmm finds others by).
+    pid = int((server / "state" / "proxy" / "nginx.pid").read_text())
+    title = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    assert "nginx: master process" in title and str(server / "nginx.conf") in title
 
 
 @dataclass(frozen=True)
@@ -163,9 +205,8 @@ def test_an_unregistered_key_a_wrong_ca_and_plain_http_are_refused(deployment: D
     assert "not signed by" in wrong_ca.log.read_text()
     assert "requires TLS" in plain.log.read_text()
     conn = http.client.HTTPConnection("127.0.0.1", deployment.port, timeout=10)
-    with pytest.raises((http.client.HTTPException, ConnectionError)):
-        conn.request("GET", "/health")
-        conn.getresponse()
+    conn.request("GET", "/health")  # plain HTTP on the TLS port: nginx answers 400, nothing forwarded
+    assert conn.getresponse().status == 400
     listed = json.loads(fedmm_inline("server", "sites", "--config", str(deployment.server_config),
                                      "--json"))
     status = {s["name"]: s["status"] for s in listed}
@@ -203,6 +244,133 @@ def test_a_site_killed_mid_round_is_dropped_then_rejoins_with_its_state(
     assert victim.rounds_trained() == [1, 2, 4]  # rounds 1-2 restored from disk after the restart
     assert all(s.rounds_trained() == [1, 2, 3, 4] for s in others)
     assert (out / "checkpoints" / "round_0004.safetensors").exists()
+
+
+def test_an_outsider_with_only_the_ca_and_a_fresh_key_is_refused(
+        deployment: Deployment, tmp_path: Path) -> None:
+    home = tmp_path / "outsider-home"
+    home.mkdir()
+    (home / "config.toml").write_text(tomli_w.dumps({"superlink": {"default": "c", "c": {
+        "address": deployment.address, "root-certificates": str(deployment.ca_cert)}}}))
+    evil = create_site_keys(tmp_path / "evil.key", comment="evil")
+    registered_before = len(json.loads(fedmm_inline(
+        "server", "sites", "--config", str(deployment.server_config), "--json")))
+
+    def flwr(*args: str) -> str:
+        proc = subprocess.run([flower_bin("flwr"), *args], env=flower_env(home), capture_output=True,
+                              text=True, timeout=180, check=False)
+        return proc.stdout + proc.stderr
+
+    # The Control API (flwr supernode register|ls, flwr ls, flwr run) is not reachable.
+    for args in (("supernode", "register", str(evil.public_key), "c", "--format", "json"),
+                 ("supernode", "ls", "c", "--format", "json"), ("ls", "c", "--format", "json")):
+        out = flwr(*args)
+        assert '"success": true' not in out and "403" in out, (args, out)
+    out = flwr("run", str(app_dir()), "c")
+    assert "Successfully started run" not in out and "403" in out, out
+    with httpx.Client(verify=str(deployment.ca_cert), timeout=30) as client:
+        base = f"https://{deployment.address}"
+        for path in ("/openapi.json", "/docs", "/health"):
+            assert client.get(base + path).status_code == 403, path
+        for path in ("/v1/runtime/acquire-task", "/v1/runtime/pull-task-input", "/v1/control/start-run",
+                     "/v1/control/register-node", "/v1/control/list-runs"):
+            assert client.post(base + path, json={}).status_code == 403, path
+        # Only the Fleet API is forwarded (a JSON body gets the SuperLink's own 415), POST only.
+        assert client.post(base + "/v1/fleet/get-run", json={}).status_code == 415
+        assert client.get(base + "/v1/fleet/get-run").status_code == 403
+    listed = json.loads(fedmm_inline("server", "sites", "--config", str(deployment.server_config), "--json"))
+    assert len(listed) == registered_before and "evil" not in {s["name"] for s in listed}
+
+
+def state_snapshot(site: Site) -> dict[str, tuple[int, int]]:
+    """Every file under a site's state folder with its size and modification time."""
+    return {str(p.relative_to(site.state_dir)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in sorted(site.state_dir.rglob("*")) if p.is_file()}
+
+
+def altered_app(folder: Path) -> Path:
+    """A copy of fedmm's app folder with one line of the ClientApp changed."""
+    for name in ("client", "server", "shared"):
+        shutil.copytree(app_dir() / name, folder / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(app_dir() / "pyproject.toml", folder / "pyproject.toml")
+    app = folder / "client" / "app.py"
+    app.write_text(app.read_text().replace(
+        "app = ClientApp(mods=[contain_errors, outgoing_guard])",
+        "app = ClientApp(mods=[outgoing_guard])  # the coordinator dropped the error mod", 1))
+    return folder
+
+
+def test_an_app_altered_by_one_line_is_refused_at_every_site_and_changes_nothing(
+        deployment: Deployment, two_round_run: TwoRoundRun, tmp_path: Path) -> None:
+    assert two_round_run.returncode == 0, two_round_run.output
+    app = altered_app(tmp_path / "app")
+    digest, approved = app_sha256(app), app_sha256()
+    assert digest != approved
+    before = {s.name: state_snapshot(s) for s in members(deployment)}
+    logs = {s.name: len(s.log.read_text()) for s in members(deployment)}
+    out = deployment.root / "runs" / "altered"
+    proc = deployment.run(run_file(deployment.root / "altered.toml", rounds=1, round_timeout_s=120),
+                          out, "--app", str(app))
+    assert proc.wait(timeout=600) == 1
+    doc = json.loads((out / "metrics.json").read_text())
+    ids = {s.node_id for s in members(deployment)}
+    for failures in (doc["meta"]["statistics_failures"], doc["rounds"][0]["train"]["failures"]):
+        assert {f["node"] for f in failures} == ids
+        assert all(f["code"] == 1901 and "not one this site approved" in f["reason"] for f in failures)
+    assert not doc["rounds"][0]["train"]["aggregated"]
+    for site in members(deployment):
+        refusal = site.log.read_text()[logs[site.name]:]
+        assert f"REFUSED a task: its app bundle has sha256 {digest}" in refusal
+        assert approved in refusal  # both hashes, at the site
+        assert "Running approved app bundle" not in refusal
+    assert {s.name: state_snapshot(s) for s in members(deployment)} == before
+
+
+def test_site_limits_are_the_sites_and_nothing_identifying_leaves_on_failure(
+        deployment: Deployment, two_round_run: TwoRoundRun) -> None:
+    assert two_round_run.returncode == 0, two_round_run.output
+    # A fourth site whose only study is corrupt: its error names the study, the file and
+    # its data folder (a node-config value). It allows a large epsilon; the others do not.
+    ward = deployment.root / "oncology-ward-7" / "brats"
+    study = ward / "BraTS2021_00042"
+    study.mkdir(parents=True)
+    for modality in ("t1", "t1ce", "t2", "flair"):
+        (study / f"BraTS2021_00042_{modality}.nii.gz").write_bytes(b"not a volume" * 8)
+    leaky = deployment.add_site("leaky", ward, limits={"min_k": 2, "max_epsilon_per_release": 100.0,
+                                                       "max_epsilon_total": 1000.0})
+    deployment.start_site(leaky)
+    wait_for(lambda: any(s["name"] == "leaky" and s["status"] == "online" for s in json.loads(
+        fedmm_inline("server", "sites", "--config", str(deployment.server_config), "--json"))),
+        timeout_s=120, what="the fourth site to come online")
+    run = run_file(deployment.root / "greedy.toml", rounds=1, round_timeout_s=120)
+    run.write_text(run.read_text().replace("min_studies = 2", "min_studies = 2\nepsilon = 50.0")
+                   .replace("min_nodes = 3", "min_nodes = 4"))
+    out = deployment.root / "runs" / "greedy"
+    proc = deployment.run(run, out)
+    assert proc.wait(timeout=600) == 1
+    doc = json.loads((out / "metrics.json").read_text())
+    failures = {f["node"]: f for f in doc["meta"]["statistics_failures"]}
+    for site in members(deployment):
+        assert failures[site.node_id]["code"] == 1902
+        assert "(setting privacy.epsilon)" in failures[site.node_id]["reason"]
+        assert "[limits].max_epsilon_per_release" in site.log.read_text()  # the site says which limit
+    assert failures[leaky.node_id]["code"] == 1904
+    planted = ("BraTS2021_00042", "oncology-ward-7", str(ward))
+    site_log = leaky.log.read_text()
+    assert all(p in site_log for p in planted)  # the failure did name them, at the site
+    server_side = [out / "metrics.json", out / "flower.log", out / "progress.json",
+                   out.parent / "greedy.out", *(deployment.server_dir / "logs").glob("*.log")]
+    for path in server_side:
+        text = path.read_text(errors="replace")
+        assert not [p for p in planted if p in text], path
+
+    # The daemon killed outright (SIGKILL, as the OOM killer does) takes its SuperNode
+    # and task executor with it.
+    assert processes_using_home(leaky.flwr_home)
+    os.kill(leaky.proc.pid, signal.SIGKILL)
+    leaky.proc.wait(timeout=10)
+    wait_for(lambda: processes_using_home(leaky.flwr_home) == [], timeout_s=30,
+             what="the killed daemon's SuperNode and executor to end")
 
 
 @pytest.mark.slow

@@ -14,13 +14,19 @@ from server.deploy_config import (
     load_server_config,
     write_server_config,
 )
-from server.superlink_daemon import SuperLinkConfigError, superlink_command, write_connection
+from server.superlink_daemon import (
+    SuperLinkConfigError,
+    check_certificates,
+    superexec_command,
+    superlink_command,
+    write_connection,
+)
 from shared.config import ConfigError
 
 
 @pytest.fixture
 def config(tmp_path: Path) -> ServerDeployConfig:
-    create_certificates(tmp_path / "certs")
+    create_certificates(tmp_path / "certs", ca_key_dir=tmp_path / "ca-offline")
     path = write_server_config(ServerDeployConfig(superlink=SuperLinkSettings(port=9999)),
                                tmp_path / "server.toml")
     return load_server_config(path)
@@ -33,29 +39,42 @@ def test_relative_paths_resolve_against_the_config_folder(config: ServerDeployCo
     assert config.superlink.port == 9999
 
 
-def test_superlink_is_secure_by_default(config: ServerDeployConfig) -> None:
+def test_superlink_is_secure_by_default_and_on_loopback_only(config: ServerDeployConfig) -> None:
     cmd = superlink_command(config)
     for flag in ("--ssl-ca-certfile", "--ssl-certfile", "--ssl-keyfile", "--enable-supernode-auth",
                  "--database", "--disable-runtime-dependency-installation", "--log-file"):
         assert flag in cmd
     assert "--insecure" not in cmd
     assert cmd[cmd.index("--database") + 1] == str(config.paths.database)
+    assert cmd[cmd.index("--host") + 1] == "127.0.0.1"
+    assert cmd[cmd.index("--port") + 1] == str(config.superlink.internal_port)
+    # No ServerApp runs inside it; only the SuperExec holding the secret may take its tasks.
+    assert cmd[cmd.index("--isolation") + 1] == "process"
+    secret = cmd[cmd.index("--superexec-auth-secret-file") + 1]
+    assert secret == str(config.paths.superexec_secret)
+    superexec = superexec_command(config)
+    assert superexec[superexec.index("--superexec-auth-secret-file") + 1] == secret
+    assert superexec[superexec.index("--runtime-api-address") + 1] == (
+        f"127.0.0.1:{config.superlink.internal_port}")
+    assert superexec[superexec.index("--root-certificates") + 1] == str(config.tls.ca_cert)
 
 
 def test_missing_tls_refuses_to_start_unless_insecure_is_explicit(tmp_path: Path) -> None:
     path = write_server_config(ServerDeployConfig(), tmp_path / "server.toml")
     cfg = load_server_config(path)
     with pytest.raises(SuperLinkConfigError, match="fedmm server init"):
-        superlink_command(cfg)
+        check_certificates(cfg)
     cmd = superlink_command(cfg, insecure=True)
     assert "--insecure" in cmd and "--enable-supernode-auth" not in cmd
     assert "--disable-runtime-dependency-installation" in cmd
+    assert "--insecure" in superexec_command(cfg, insecure=True)
 
 
 def test_cli_connection_trusts_only_the_consortium_ca(config: ServerDeployConfig) -> None:
     conn = tomllib.loads(write_connection(config).read_text())["superlink"]
     assert conn["default"] == "fedmm"
-    assert conn["fedmm"] == {"address": "127.0.0.1:9093", "root-certificates": str(config.tls.ca_cert)}
+    assert conn["fedmm"] == {"address": f"127.0.0.1:{config.superlink.internal_port}",
+                             "root-certificates": str(config.tls.ca_cert)}
     insecure = tomllib.loads(write_connection(config, insecure=True).read_text())["superlink"]["fedmm"]
     assert insecure["insecure"] is True
 
@@ -65,7 +84,9 @@ def test_cli_connection_trusts_only_the_consortium_ca(config: ServerDeployConfig
     ('[superlink]\npublic_address = "fl.example.org"\n', "host:port"),
     ('[tls]\nca = "x"\n', "Known settings"),
     ("[superlink\n", "not valid TOML"),
-], ids=["port", "address", "unknown-key", "toml"])
+    ('[superlink]\ncontrol_address = "127.0.0.1:9093"\n', "internal_port only"),
+    ('[superlink]\nport = 9091\n', "must differ"),
+], ids=["port", "address", "unknown-key", "toml", "old-control-address", "same-ports"])
 def test_bad_server_config_names_the_setting(tmp_path: Path, text: str, match: str) -> None:
     path = tmp_path / "server.toml"
     path.write_text(text)

@@ -74,4 +74,4 @@ def test_round_lines_name_missing_sites() -> None:
         "failures": [{"node": "3", "reason": "no reply before the round deadline"}]},
         "evaluate": {"loss": None}})
     assert "round 2" in line and "2 sites" in line and "0.5000" in line
-    assert "no reply from ['3: no reply before the round deadline']" in line
+    assert "without a usable reply: ['3: no reply before the round deadline']" in line
