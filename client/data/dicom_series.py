@@ -23,8 +23,9 @@ How fedmm reads a series, so the result does not depend on file names or exporte
 * **pixels**: decoded by pydicom with the installed decoders; a transfer syntax that none
   of them handles is refused naming it and the missing package. Rescale slope/intercept
   (per frame when given there) or a Modality LUT is applied; MONOCHROME1 values are kept as
-  stored. Colour images (RGB, YBR, palette) and images without patient geometry (secondary
-  captures, ultrasound, camera images) are refused.
+  stored. Colour images (RGB, YBR, palette), Siemens mosaics (slices tiled into one
+  image) and images without patient geometry (secondary captures, ultrasound, camera
+  images) are refused.
 """
 
 from __future__ import annotations
@@ -110,6 +111,11 @@ def _frames(ds: Any, file: Path) -> list[_Frame]:
             path=file, problem=f"expected grey-scale pixels (MONOCHROME1/2), got {photometric} with "
             f"{samples} sample(s) per pixel: a colour image, usually a screenshot or a report.",
             fix="export the grey-scale series instead."))
+    if "MOSAIC" in [str(v).upper() for v in (ds.get("ImageType") or [])]:
+        raise DataProblemError(DataProblem(
+            path=file, problem="expected one slice per image, got a Siemens mosaic (ImageType MOSAIC: "
+            "the slices of a volume tiled into one image), which fedmm does not un-tile.",
+            fix="convert the series to NIfTI with dcm2niix (or nibabel), which un-tiles mosaics."))
     count = int(ds.get("NumberOfFrames", 1) or 1)
     multi = count > 1 or "PerFrameFunctionalGroupsSequence" in ds
     offsets = ds.get("GridFrameOffsetVector")
@@ -207,7 +213,7 @@ def _one_series(path: Path, images: list[tuple[Path, Any]]) -> list[tuple[Path, 
         series[str(ds.get("SeriesInstanceUID", ""))].append((file, ds))
     if len(series) == 1:
         return images
-    listed = ", ".join(f"{_series_label(members[0][1])} ({len(members)} images)"
+    listed = ", ".join(f"{_series_label(members[0][1])} ({len(members)} image{'s' * (len(members) != 1)})"
                        for members in sorted(series.values(), key=len, reverse=True))
     raise DataProblemError(DataProblem(
         path=path, problem=f"expected one DICOM series in the folder, got {len(series)}: {listed}.",
