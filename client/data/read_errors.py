@@ -63,6 +63,9 @@ def _format_reason(err: BaseException) -> tuple[str, str]:
     if type(err).__name__ == "BadGzipFile" or "not a gzip" in lowered:
         return ("a file whose name ends in .gz but whose bytes are not gzip-compressed",
                 "rename it without .gz if it is an uncompressed image, or " + REDOWNLOAD_FIX)
+    if "cannot work out file type" in lowered:  # nibabel: no known header at the start
+        return ("bytes that do not start with a NIfTI, Analyze or MGH header: the file is damaged, "
+                "cut short before its header ends, or another format under this name", REDOWNLOAD_FIX)
     if type(err).__name__ == "InvalidDicomError":
         return ("a file without the DICOM Part-10 preamble ('DICM') and file meta information",
                 "export it again as a DICOM Part-10 file (e.g. `dcmconv` or `gdcmconv`), or remove it.")
