@@ -28,9 +28,10 @@ def _plane(k: int) -> np.ndarray:
     return (np.arange(ROWS * COLS).reshape(ROWS, COLS) + 100 * k).astype(np.int16)
 
 
-def write_slice(path: Path, pixels: np.ndarray, *, position: Sequence[float], syntax: str = ExplicitVRLittleEndian,
-                orientation: Sequence[float] = IDENTITY, series: str = "1.2.3", instance: int = 1,
-                spacing: tuple[float, float] = (0.8, 0.9), slope: float = 1.0, intercept: float = 0.0) -> Path:
+def write_slice(path: Path, pixels: np.ndarray, *, position: Sequence[float],
+                syntax: str = ExplicitVRLittleEndian, orientation: Sequence[float] = IDENTITY,
+                series: str = "1.2.3", instance: int = 1, spacing: tuple[float, float] = (0.8, 0.9),
+                slope: float = 1.0, intercept: float = 0.0) -> Path:
     """One single-frame MR slice; ``pixels`` is (rows, columns) int16."""
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = MRImageStorage
