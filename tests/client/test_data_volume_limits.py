@@ -1,4 +1,4 @@
-"""Size caps from the header: the resampled grid (data.max_voxels) and the raw read, with no big allocation."""
+"""Size caps from the header: the resampled grid (data.max_voxels) and the raw read, no big allocation."""
 
 from __future__ import annotations
 
@@ -77,7 +77,8 @@ def test_a_header_claiming_huge_voxels_is_refused_before_any_allocation(tmp_path
         build_deterministic_transforms(data)(item)
     problem = err.value.__cause__
     assert isinstance(problem, DataProblemError) and problem.problem.path == path
-    assert "data.max_voxels = 16,777,216" in problem.problem.problem and "(50.0, 50.0, 50.0)" in problem.problem.problem
+    text = problem.problem.problem
+    assert "data.max_voxels = 16,777,216" in text and "(50.0, 50.0, 50.0)" in text
 
 
 @pytest.mark.parametrize(("name", "reason"), [
