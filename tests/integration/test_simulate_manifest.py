@@ -41,7 +41,8 @@ connect_timeout_s = 120
 def manifest_run(tmp_path_factory: pytest.TempPathFactory):
     work = tmp_path_factory.mktemp("manifest")
     lines = ["site,subject,modality,path,channel"]
-    lines += [f"{site},{subject},T1w,{Path(data_path) / name},{channel}" for site, subject, name, channel in ROWS]
+    lines += [f"{site},{subject},T1w,{Path(data_path) / name},{channel}"
+              for site, subject, name, channel in ROWS]
     csv = work / "manifest.csv"
     csv.write_text("\n".join(lines) + "\n")
     scenario = Path(__file__).resolve().parents[2] / "simulations" / "scenarios" / "manifest_sites.toml"
