@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from server.checkpoints import ENCODER_FILE, MODEL_CARD_FILE
@@ -110,6 +111,7 @@ class SimulationResult:
     out_dir: Path
     status: RunStatus
     seconds: float
+    idle_sites: tuple[str, ...] = ()  # one line per site that had no usable study
 
 
 def finalize_run_config(scenario: Scenario, *, out_dir: Path, data_root: Path,
@@ -174,6 +176,7 @@ def run_simulation(scenario: Scenario, *, out_dir: Path, resume: bool = False,
                           f" sites but only {len(sites)} are available ({sites}).")
     cfg = finalize_run_config(scenario, out_dir=out_dir, data_root=data_root, sites=sites,
                               resume=resume)
+    idle = _check_site_data(cfg, out_dir=out_dir, console=console)
     (out_dir / SCENARIO_FILE).write_text(json.dumps({
         "simulation": json.loads(scenario.simulation.model_dump_json()),
         "run": json.loads(scenario.run.model_dump_json()),
@@ -203,7 +206,24 @@ def run_simulation(scenario: Scenario, *, out_dir: Path, resume: bool = False,
         )
     write_report(out_dir, data_root=data_root, sites=sites, console=console, phases={
         "data_preparation": data_seconds, "federation": time.time() - federation_started})
-    return SimulationResult(out_dir=out_dir, status=status, seconds=time.time() - started)
+    return SimulationResult(out_dir=out_dir, status=status, seconds=time.time() - started,
+                            idle_sites=tuple(idle))
+
+
+def _check_site_data(cfg: RunConfig, *, out_dir: Path, console: Console) -> list[str]:
+    """Open every site's data once (filling the caches the sites use); say, once, which sites
+    have nothing usable; stop when the rest cannot make the quorum. Returns their lines."""
+    from simulations.site_data_check import check_sites, require_quorum  # the data pipeline is heavy
+
+    began = time.time()
+    checks = check_sites(cfg, out_dir=out_dir)
+    for check in checks:
+        colour = "yellow" if check.idle else "dim"
+        console.print(f"  [{colour}]{escape(check.line())}[/]", highlight=False)
+    console.print(f"[bold]Site data[/]: {sum(not c.idle for c in checks)} of {len(checks)} sites have "
+                  f"usable studies (checked in {time.time() - began:.0f} s)")
+    require_quorum(checks, cfg)
+    return [c.line() for c in checks if c.idle]
 
 
 def write_report(out_dir: Path, *, data_root: Path, sites: list[str], phases: dict[str, float],
@@ -259,6 +279,8 @@ def summarize(result: SimulationResult, console: Console) -> None:
                       f"{len(r['train']['sites'])} sites, {r['seconds']:.1f} s")
     for name in (ENCODER_FILE, MODEL_CARD_FILE, METRICS_FILE):
         console.print(f"  {result.out_dir / name}")
+    for line in result.idle_sites:
+        console.print(f"  [yellow]contributed nothing[/]: {escape(line)}", highlight=False)
     report = result.out_dir / "report.html"  # simulations.report.REPORT_FILE (not imported: heavy)
     if report.is_file():
         console.print(f"  report: {report}")

@@ -26,7 +26,8 @@ from client.data.adapter import (
     register_adapter,
 )
 from client.data.brats import BratsFolderAdapter
-from client.data.dataset import SiteDataset, Split, load_site_dataset, split_studies
+from client.data.dataset import NoUsableStudyError, SiteDataset, Split, load_site_dataset, split_studies
+from client.data.site_problems import PROBLEMS_FILE, no_usable_study_line, write_problem_list
 from client.data.study_list import STUDY_LIST_FILE, discover_site, read_study_list, write_study_list
 from client.data.transforms import (
     BATCH_KEYS,
@@ -36,12 +37,14 @@ from client.data.transforms import (
 
 __all__ = [
     "BATCH_KEYS",
+    "PROBLEMS_FILE",
     "STUDY_LIST_FILE",
     "BratsFolderAdapter",
     "DataProblem",
     "DataProblemError",
     "DatasetAdapter",
     "Discovery",
+    "NoUsableStudyError",
     "SiteDataset",
     "Split",
     "StudyRecord",
@@ -51,8 +54,10 @@ __all__ = [
     "discover_site",
     "get_adapter",
     "load_site_dataset",
+    "no_usable_study_line",
     "read_study_list",
     "register_adapter",
     "split_studies",
+    "write_problem_list",
     "write_study_list",
 ]

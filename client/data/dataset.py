@@ -11,10 +11,11 @@ import numpy as np
 from monai.data import PersistentDataset
 from monai.transforms import Compose
 
-from client.data.adapter import DataProblem, DataProblemError, Discovery, StudyRecord
+from client.data.adapter import DataProblem, Discovery, StudyRecord
 from client.data.batches import Batch, eval_batch_list, train_batch_iterator
 from client.data.load_transforms import CHANNELS_KEY, GRID_KEY, LABEL_MAP_KEY
-from client.data.readers import read_volume
+from client.data.read_errors import data_problem_in
+from client.data.readers import read_header
 from client.data.study_index import IndexEntry, StudyIndex, study_fingerprint
 from client.data.study_list import discover_site
 from client.data.transforms import (
@@ -25,9 +26,10 @@ from client.data.transforms import (
     build_deterministic_transforms,
     preprocessing_fingerprint,
 )
+from client.data.volume_limits import VolumeLimits
 from shared.config import DataConfig
 
-__all__ = ["SiteDataset", "Split", "load_site_dataset", "split_studies"]
+__all__ = ["NoUsableStudyError", "SiteDataset", "Split", "load_site_dataset", "split_studies"]
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +61,20 @@ def split_studies(
     eval_ids = sorted(ids[i] for i in order[:n_eval])
     train_ids = sorted(ids[i] for i in order[n_eval:])
     return tuple(train_ids), tuple(eval_ids)
+
+
+class NoUsableStudyError(ValueError):
+    """A site folder in which not one study can be used; carries every problem found.
+
+    Attributes:
+        problems: one per file or study at fault (discovery and validation), with the fix.
+        num_studies: how many studies were found (and all skipped).
+    """
+
+    def __init__(self, message: str, *, problems: Sequence[DataProblem], num_studies: int) -> None:
+        super().__init__(message)
+        self.problems = tuple(problems)
+        self.num_studies = num_studies
 
 
 class _CachedSamples(Sequence[dict[str, Any]]):
@@ -178,10 +194,13 @@ def load_site_dataset(
     """Discover, validate, cache and split one site's studies.
 
     Each study is loaded once through the deterministic transforms (which also fills the
-    disk cache); one that fails is skipped and reported as a DataProblem (logged as one
-    warning line each). ``cache_dir/study_index.json`` remembers the outcome per study
-    (keyed by its files' sizes and mtimes and the preprocessing settings), so re-opening
-    an unchanged site reads no NIfTI file.
+    disk cache); one with a data error (a file that is missing, unreadable, refused or too
+    large, see ``client.data.read_errors``) is skipped and reported as a DataProblem
+    (logged as one warning line each). ``cache_dir/study_index.json`` remembers the
+    outcome per study, keyed by its files' sizes and times, the preprocessing settings,
+    the pipeline's code (``client.data.pipeline_version``) and ``data.max_voxels``, so
+    re-opening an unchanged site reads no image file, and a code fix or a changed cap
+    validates again.
 
     Args:
         data_dir: the site folder, in the layout named by ``data.layout``, or holding a
@@ -193,7 +212,10 @@ def load_site_dataset(
             (e.g. one virtual site's share of a partitioned dataset).
 
     Raises:
-        ValueError: no readable study at all (the message lists the problems).
+        NoUsableStudyError: no readable study at all (a ValueError; the message lists the
+            first problems, ``problems`` holds them all).
+        Exception: anything that is not a data error (a full disk, memory, a bug) propagates
+            and is never remembered as a problem of the study.
     """
     if studies is not None:
         discovery = Discovery(studies=tuple(studies))
@@ -209,10 +231,12 @@ def load_site_dataset(
     for record in discovery.studies:
         fingerprint = study_fingerprint(record, preprocessing=prep)
         item = _item(record, data=data, fingerprint=fingerprint)
-        entry = index.lookup(record.study_id, fingerprint)
+        # The cap decides validity, not the sample: it keys the verdict, not the cache file.
+        verdict_key = f"{fingerprint}:max_voxels={data.max_voxels}"
+        entry = index.lookup(record.study_id, verdict_key)
         if entry is None:
             entry = _validate(
-                record, item, fingerprint=fingerprint, data=data, transform=transform,
+                record, item, fingerprint=verdict_key, data=data, transform=transform,
                 cache_dir=cache_dir,
             )
         entries.append((record.study_id, entry))
@@ -225,10 +249,12 @@ def load_site_dataset(
         logger.warning("Skipping data: %s", problem)
     if not items:
         listed = "".join(f"\n  - {p}" for p in problems[:20])
-        raise ValueError(
+        more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
+        raise NoUsableStudyError(
             f"Expected at least one readable study in {data_dir} (layout {data.layout!r}, "
             f"modalities {list(data.modalities)}); got none of {len(discovery.studies)}. "
-            f"Fix the problems below:{listed}"
+            f"Fix the problems below:{listed}{more}",
+            problems=problems, num_studies=len(discovery.studies),
         )
     train_ids, eval_ids = split_studies(list(items), eval_fraction=data.eval_fraction, seed=seed)
     samples_dir = cache_dir / "samples"
@@ -275,41 +301,33 @@ def _validate(
 ) -> IndexEntry:
     """Load one study through the deterministic transforms (writing its cache file)."""
     if not any(m in record.images for m in data.modalities):
-        problem = DataProblem(
+        missing = DataProblem(
             path=_study_folder(record),
             problem=f"expected at least one of the run's modalities {list(data.modalities)}, "
             f"got {sorted(record.images)}.",
             fix="add one of them to the study or change data.modalities.",
         )
-        return IndexEntry(fingerprint, (problem,))
+        return IndexEntry(fingerprint, (missing,))
     try:
+        # The size cap, from the headers: a cached sample would skip the pipeline's own check.
+        limits = VolumeLimits.from_config(data)
+        for path in _volume_paths(record, item):
+            header = read_header(path)
+            if header is not None:
+                limits.check(header)
         sample = PersistentDataset([item], transform=transform, cache_dir=cache_dir / "samples")[0]
-    except Exception as err:  # any failure of one study must not stop the site
-        return IndexEntry(fingerprint, (_problem_from(err, record, item),))
+    except Exception as err:
+        problem = data_problem_in(err)
+        if problem is None:
+            raise  # not the data's fault (disk, memory, code): never remembered as a problem
+        return IndexEntry(fingerprint, (problem,))
     stats = {k: sample[k].numpy().copy() for k in (PRESENT_KEY, *STATS_KEYS)}
     return IndexEntry(fingerprint, (), stats)
 
 
-def _problem_from(err: BaseException, record: StudyRecord, item: Mapping[str, Any]) -> DataProblem:
-    """Turn a failure of the pipeline into a DataProblem that names the file at fault."""
-    cause: BaseException | None = err
-    innermost = err
-    while cause is not None:
-        if isinstance(cause, DataProblemError):
-            return cause.problem
-        innermost = cause
-        cause = cause.__cause__ or cause.__context__
-    # Not one of our checks (MONAI wraps errors as "applying transform ..."): find the
-    # file that does not load on its own.
-    for key in (*record.images, LABEL_KEY):
-        if key not in item or (key == LABEL_KEY and Path(item[key]).is_dir()):
-            continue
-        try:
-            read_volume(Path(item[key]))
-        except DataProblemError as load_err:
-            return load_err.problem
-    return DataProblem(
-        path=_study_folder(record),
-        problem=f"could not be preprocessed: {type(innermost).__name__}: {innermost}",
-        fix="check the study's files (orientation, affine, size) or remove the study.",
-    )
+def _volume_paths(record: StudyRecord, item: Mapping[str, Any]) -> list[Path]:
+    """The distinct files and series of a study that the pipeline will read."""
+    keys = [m for m in record.images if m in item]
+    if LABEL_KEY in item:
+        keys.append(LABEL_KEY)
+    return list(dict.fromkeys(Path(str(item[k])) for k in keys))

@@ -13,6 +13,7 @@ from monai.transforms import MapTransform, ResampleToMatch, Transform
 
 from client.data.adapter import DataProblem, DataProblemError
 from client.data.readers import read_volume, select_channel
+from client.data.volume_limits import VolumeLimits
 
 __all__ = [
     "CHANNELS_KEY",
@@ -42,18 +43,21 @@ class LoadVolumesd(MapTransform):
     A 4D file named by several keys (MSD's four modalities) is read once; ``channels``
     (``item[CHANNELS_KEY]``: key -> index on the last axis) picks each key's channel. A
     label stored as PNG slices takes the grid of the reference image (``item[GRID_KEY]``
-    when loaded, else the first image key). Read failures raise ``DataProblemError``
-    naming the file.
+    when loaded, else the first image key). Each file's size is checked against ``limits``
+    from its header before it is read. Read failures raise ``DataProblemError`` naming the
+    file.
     """
 
     def __init__(
         self, keys: Sequence[str], *, label_keys: Sequence[str] = ("label",),
         channels_key: str = CHANNELS_KEY, grid_key: str = GRID_KEY,
+        limits: VolumeLimits | None = None,
     ) -> None:
         super().__init__(list(keys), allow_missing_keys=True)
         self.label_keys = tuple(label_keys)
         self.channels_key = channels_key
         self.grid_key = grid_key
+        self.limits = limits or VolumeLimits.default()
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
@@ -64,14 +68,14 @@ class LoadVolumesd(MapTransform):
         for key in images:
             path = str(d[key])
             if path not in files:
-                files[path] = read_volume(Path(path))
+                files[path] = read_volume(Path(path), limits=self.limits)
             img = files[path]
             d[key] = select_channel(img, channels[key]) if key in channels else img
         reference = d.get(self.grid_key)
         like_key = reference if reference in images else (images[0] if images else None)
         like = d[like_key] if like_key is not None else None
         for key in (k for k in keys if k in self.label_keys):
-            d[key] = read_volume(Path(str(d[key])), like=like)
+            d[key] = read_volume(Path(str(d[key])), like=like, limits=self.limits)
         return d
 
 

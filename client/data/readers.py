@@ -1,109 +1,100 @@
-"""Reading one volume from disk: a NIfTI file (3D or 4D), a DICOM series folder, PNG slices."""
+"""Reading one volume from disk: NIfTI/Analyze/MGH, a DICOM file or series, PNG label slices.
+
+Every read checks the headers first (format, data type, grid, affine) and the volume's size
+against ``VolumeLimits`` before a voxel is read, so a damaged or hostile header costs no
+memory; then reads the voxels as native float32 with the voxel-to-RAS affine.
+"""
 
 from __future__ import annotations
 
-import functools
-import re
+import logging
 from pathlib import Path
-from typing import Literal
+from typing import Protocol
 
 import numpy as np
 import torch
-from monai.data import MetaTensor, NibabelReader
+from monai.data import MetaTensor
 from monai.utils import MetaKeys, SpaceKeys
 
 from client.data.adapter import DataProblem, DataProblemError
+from client.data.dicom_series import open_dicom_volume
+from client.data.file_formats import VolumeKind, volume_kind
+from client.data.nibabel_volumes import open_nibabel_volume
+from client.data.read_errors import reading
+from client.data.volume_header import VolumeHeader
+from client.data.volume_limits import VolumeLimits
 
-__all__ = ["VolumeKind", "read_volume", "select_channel", "volume_kind"]
+__all__ = ["NOTES_KEY", "VolumeKind", "read_header", "read_volume", "select_channel", "volume_kind"]
 
-VolumeKind = Literal["nifti", "dicom", "png"]
+logger = logging.getLogger(__name__)
 
-_NIFTI_RE = re.compile(r"\.nii(?:\.gz)?$", re.IGNORECASE)
-# DICOM is LPS; NIfTI and fedmm's pipeline are RAS.
-_LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
-
-
-def _visible_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+#: MetaTensor meta key: the header's notes (e.g. which of qform/sform was used).
+NOTES_KEY = "fedmm_notes"
 
 
-def volume_kind(path: Path) -> VolumeKind:
-    """What a study's volume reference points at.
+class _Source(Protocol):
+    @property
+    def header(self) -> VolumeHeader: ...
+
+    def read(self) -> np.ndarray: ...
+
+
+def _open(path: Path, kind: VolumeKind) -> _Source:
+    return open_nibabel_volume(path) if kind == "nibabel" else open_dicom_volume(path)
+
+
+def read_header(path: Path) -> VolumeHeader | None:
+    """The header of a NIfTI/Analyze/MGH file or a DICOM file or series; None for PNG slices
+    (they carry no geometry and take their image's grid).
 
     Raises:
-        DataProblemError: neither a NIfTI file nor a folder of DICOM or PNG files.
+        DataProblemError: the file cannot be used (see ``read_volume``).
     """
-    path = Path(path)
-    if path.is_dir():
-        suffixes = {p.suffix.lower() for p in _visible_files(path)}
-        if ".png" in suffixes:
-            return "png"
-        if suffixes:
-            return "dicom"
-        raise DataProblemError(DataProblem(
-            path=path, problem="expected a folder of DICOM (.dcm) or PNG slices, got an empty folder.",
-            fix="restore the series from the original archive or remove the study.",
-        ))
-    if _NIFTI_RE.search(path.name):
-        return "nifti"
-    raise DataProblemError(DataProblem(
-        path=path,
-        problem=f"expected a NIfTI file (.nii/.nii.gz) or a DICOM/PNG folder, got {path.name!r}"
-        f"{'' if path.exists() else ' (missing)'}.",
-        fix="point the study at a NIfTI file or a series folder.",
-    ))
+    kind = volume_kind(Path(path))
+    return None if kind == "png" else _open(Path(path), kind).header
 
 
-@functools.lru_cache(maxsize=1)
-def _nifti_reader() -> NibabelReader:
-    # NibabelReader itself rather than LoadImage: LoadImage constructs every reader MONAI
-    # knows, and with pydicom installed its GPU DICOM reader logs a warning each time.
-    return NibabelReader()
-
-
-def _read_nifti(path: Path) -> MetaTensor:
-    """What ``LoadImage(image_only=True)`` returns for a NIfTI file, through nibabel only."""
-    reader = _nifti_reader()
-    array, meta = reader.get_data(reader.read(str(path)))
-    meta["filename_or_obj"] = str(path)
-    img = MetaTensor.ensure_torch_and_prune_meta(array, meta)
-    return img if isinstance(img, MetaTensor) else MetaTensor(img)
-
-
-def _unreadable(path: Path, what: str, err: BaseException) -> DataProblemError:
-    return DataProblemError(DataProblem(
-        path=path, problem=f"expected a readable {what}, got an error: {type(err).__name__}: {err}",
-        fix="re-download or re-export the file, or remove it.",
-    ))
-
-
-def read_volume(path: Path, *, like: MetaTensor | None = None) -> MetaTensor:
+def read_volume(path: Path, *, like: MetaTensor | None = None,
+                limits: VolumeLimits | None = None) -> MetaTensor:
     """Read one volume with its voxel-to-RAS affine; ``meta['filename_or_obj']`` is ``path``.
 
     Args:
-        path: a NIfTI file, a folder holding one DICOM series, or a folder of PNG slices.
+        path: a NIfTI-1/2, Analyze or MGH file, a DICOM file, a folder holding one DICOM
+            series, or a folder of PNG slices.
         like: for PNG slices (which carry no geometry), the image whose grid they label:
             its affine is used and its shape must match.
+        limits: size caps checked from the header before reading (default: a default run's).
 
     Returns:
-        ``(X, Y, Z)`` (or ``(X, Y, Z, C)`` for a 4D NIfTI) MetaTensor.
+        ``(X, Y, Z)`` (or ``(X, Y, Z, C)`` for a 4D file) float32 MetaTensor, voxels in the
+        file's order; ``meta[NOTES_KEY]`` holds the header's notes.
 
     Raises:
-        DataProblemError: the file or series cannot be read; names the file at fault.
+        DataProblemError: the file or series cannot be used; names the file at fault and the
+            true reason (format, data type, geometry, size, damage).
     """
     path = Path(path)
     kind = volume_kind(path)
-    if kind == "nifti":
-        try:
-            return _read_nifti(path)
-        except Exception as err:  # nibabel/MONAI raise many types for one bad file
-            raise _unreadable(path, "NIfTI volume", err) from err
-    if kind == "dicom":
-        array, affine = _read_dicom_series(path)
-    else:
+    if kind == "png":
         array, affine = _read_png_slices(path, like=like)
-    meta = {"filename_or_obj": str(path), MetaKeys.SPACE: SpaceKeys.RAS}
-    return MetaTensor(torch.from_numpy(array), affine=torch.as_tensor(affine), meta=meta)
+        notes: tuple[str, ...] = ()
+    else:
+        source = _open(path, kind)
+        (limits or VolumeLimits.default()).check(source.header)
+        array, affine, notes = source.read(), source.header.affine, source.header.notes
+        for note in notes:  # e.g. which of a NIfTI's disagreeing qform and sform was used
+            logger.warning("Reading %s: %s", path, note)
+    return _meta_tensor(array, affine, path=path, notes=notes)
+
+
+def _meta_tensor(array: np.ndarray | torch.Tensor, affine: np.ndarray | torch.Tensor, *, path: Path,
+                 notes: tuple[str, ...] | list[str] = ()) -> MetaTensor:
+    # MONAI derives the spatial dimensions from the affine only when the meta says whether
+    # the array has a channel axis (a 4D file's channels are its last axis).
+    meta = {"filename_or_obj": str(path), MetaKeys.SPACE: SpaceKeys.RAS, NOTES_KEY: list(notes),
+            MetaKeys.ORIGINAL_CHANNEL_DIM: -1 if array.ndim == 4 else "no_channel"}
+    data = torch.from_numpy(array) if isinstance(array, np.ndarray) else array
+    return MetaTensor(data, affine=torch.as_tensor(affine, dtype=torch.float64), meta=meta)
 
 
 def select_channel(img: MetaTensor, channel: int) -> MetaTensor:
@@ -112,87 +103,30 @@ def select_channel(img: MetaTensor, channel: int) -> MetaTensor:
     Raises:
         DataProblemError: the volume is not 4D or has too few channels.
     """
+    path = Path(str(img.meta.get("filename_or_obj", "<in-memory volume>")))
     if img.ndim != 4 or not 0 <= channel < img.shape[-1]:
-        path = Path(str(img.meta.get("filename_or_obj", "<in-memory volume>")))
         raise DataProblemError(DataProblem(
             path=path,
             problem=f"expected a 4D volume with channel {channel} on its last axis, got shape "
             f"{tuple(img.shape)}.",
-            fix="use the original 4D file of the dataset (e.g. MSD imagesTr/*.nii.gz).",
+            fix="use the original 4D file of the dataset (e.g. MSD imagesTr/*.nii.gz), or fix the "
+            "study's channel (the manifest's channel column counts from 0).",
         ))
-    out = img[..., channel]
-    return out if isinstance(out, MetaTensor) else MetaTensor(out, affine=img.affine, meta=img.meta)
-
-
-def _read_dicom_series(folder: Path) -> tuple[np.ndarray, np.ndarray]:
-    """``(X, Y, Z)`` float32 voxels in InstanceNumber order and the RAS affine of a series."""
-    import pydicom  # only DICOM layouts need it
-
-    slices = []
-    for file in _visible_files(folder):
-        try:
-            ds = pydicom.dcmread(file)
-            pixels = ds.pixel_array.astype(np.float32)
-        except Exception as err:
-            raise _unreadable(file, "DICOM file with pixel data", err) from err
-        if pixels.ndim != 2:
-            raise DataProblemError(DataProblem(
-                path=file, problem=f"expected one 2D slice per DICOM file, got shape {pixels.shape}.",
-                fix="convert the series to single-frame files or to NIfTI.",
-            ))
-        slope = float(getattr(ds, "RescaleSlope", 1.0))
-        intercept = float(getattr(ds, "RescaleIntercept", 0.0))
-        number = int(getattr(ds, "InstanceNumber", 0) or 0)
-        slices.append((number, file.name, ds, pixels * slope + intercept, file))
-    slices.sort(key=lambda s: (s[0], s[1]))
-    shape = slices[0][3].shape
-    for _, _, _, pixels, file in slices:
-        if pixels.shape != shape:
-            raise DataProblemError(DataProblem(
-                path=file, problem=f"expected every slice of the series to be {shape}, got {pixels.shape}.",
-                fix="remove the odd file from the series folder.",
-            ))
-    # DICOM pixel_array is (rows, columns); NIfTI-style voxel axes are (column i, row j).
-    volume = np.stack([s[3].T for s in slices], axis=-1).astype(np.float32)
-    return volume, _dicom_affine([s[2] for s in slices])
-
-
-def _dicom_affine(datasets: list) -> np.ndarray:
-    """Voxel (i = column, j = row, k = slice) -> RAS mm, from the standard DICOM geometry."""
-    first = datasets[0]
-    try:
-        cosines = np.asarray(first.ImageOrientationPatient, dtype=np.float64)
-        origin = np.asarray(first.ImagePositionPatient, dtype=np.float64)
-        row_spacing, col_spacing = (float(v) for v in first.PixelSpacing)
-    except AttributeError:
-        # Without geometry (rare in exported series) fall back to 1 mm voxels.
-        return np.eye(4)
-    along_row, along_col = cosines[:3], cosines[3:]
-    if len(datasets) > 1:
-        last = np.asarray(datasets[-1].ImagePositionPatient, dtype=np.float64)
-        step = (last - origin) / (len(datasets) - 1)
-    else:
-        step = np.cross(along_row, along_col) * float(getattr(first, "SliceThickness", 1.0) or 1.0)
-    lps = np.eye(4)
-    lps[:3, 0] = along_row * col_spacing
-    lps[:3, 1] = along_col * row_spacing
-    lps[:3, 2] = step
-    lps[:3, 3] = origin
-    return _LPS_TO_RAS @ lps
+    path = Path(str(img.meta.get("filename_or_obj", "<in-memory volume>")))
+    return _meta_tensor(img.as_tensor()[..., channel].contiguous(), img.affine, path=path,
+                        notes=img.meta.get(NOTES_KEY, []))
 
 
 def _read_png_slices(folder: Path, *, like: MetaTensor | None) -> tuple[np.ndarray, np.ndarray]:
     """``(X, Y, Z)`` float32 mask from PNG slices in file-name order, on ``like``'s grid."""
     from PIL import Image
 
-    files = [p for p in _visible_files(folder) if p.suffix.lower() == ".png"]
+    files = sorted(p for p in folder.iterdir()
+                   if p.is_file() and not p.name.startswith(".") and p.suffix.lower() == ".png")
     planes = []
     for file in files:
-        try:
-            with Image.open(file) as im:
-                plane = np.asarray(im)
-        except Exception as err:
-            raise _unreadable(file, "PNG slice", err) from err
+        with reading(file, "PNG slice"), Image.open(file) as im:
+            plane = np.asarray(im)
         if plane.ndim == 3:  # an RGB(A) export of a grey mask
             plane = plane[..., 0]
         planes.append(plane.T.astype(np.float32))

@@ -30,6 +30,8 @@ from monai.utils import convert_to_tensor
 
 from client.data.adapter import DataProblem, DataProblemError
 from client.data.load_transforms import LoadVolumesd, MapLabelsd, ResampleToReferenced
+from client.data.pipeline_version import pipeline_code_hash
+from client.data.volume_limits import VolumeLimits
 from shared.config import DataConfig
 
 __all__ = [
@@ -65,17 +67,19 @@ BOX_KEY = "crop_box"
 BATCH_KEYS = (IMAGE_KEY, PRESENT_KEY, *STATS_KEYS, BOX_KEY)
 #: Voxels kept around the union foreground when cropping to the brain.
 FOREGROUND_MARGIN = 2
-# Bump when the deterministic pipeline changes in a way the config does not capture:
-# it is part of every cache key, so old cached samples are not reused.
-_PIPELINE_VERSION = 1
 
 
 def preprocessing_fingerprint(data: DataConfig) -> str:
-    """Hash of everything that changes a cached deterministic sample (config + pipeline)."""
+    """Hash of everything that changes a cached deterministic sample: the settings that
+    shape it and the code that computes it (``client.data.pipeline_version``).
+
+    ``data.max_voxels`` is not part of it: the cap decides which studies are valid, never
+    what a valid study's sample holds (the study index keys its verdicts by it instead).
+    """
     fields = data.model_dump(
         include={"modalities", "spacing_mm", "percentile_low", "percentile_high", "hist_bins"}
     )
-    fields |= {"pipeline": _PIPELINE_VERSION, "margin": FOREGROUND_MARGIN}
+    fields |= {"pipeline": pipeline_code_hash(), "margin": FOREGROUND_MARGIN}
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -380,7 +384,7 @@ def build_deterministic_transforms(data: DataConfig) -> Compose:
     spacing = (data.spacing_mm,) * 3
     return Compose(
         [
-            LoadVolumesd(volumes, label_keys=(LABEL_KEY,)),
+            LoadVolumesd(volumes, label_keys=(LABEL_KEY,), limits=VolumeLimits.from_config(data)),
             CheckVolumed(mods, require_nonzero=True),
             CheckVolumed(LABEL_KEY, require_nonzero=False),
             MapLabelsd(LABEL_KEY),

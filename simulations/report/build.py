@@ -166,6 +166,11 @@ class _ReportBuilder:
         before = initial_encoder(self.run)
         after = final_encoder(self.run)
         opened = self.opened()
+        with_eval = [s.name for s in opened.sites if s.dataset.eval_ids]
+        if len(with_eval) < 2:
+            raise MissingInput(
+                "this section compares sites, so it needs held-out studies at two or more; got "
+                f"{len(with_eval)} ({', '.join(with_eval) or 'none'}). " + " ".join(opened.notes))
         emb, notes = embed_sites(opened.sites, before=before, after=after, crops=CROPS_PER_SITE,
                                  seed=int(self.cfg.get("seed", 0)))
         png = self.out / "embeddings.png"

@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 
 from client.data import SiteDataset, load_site_dataset
+from client.data.dataset import NoUsableStudyError
+from client.data.site_problems import PROBLEMS_FILE, no_usable_study_line
 from shared.config import DataConfig
 from simulations.report.run_folder import RunFolder
 
@@ -60,6 +62,11 @@ def open_sites(
             cache = Path(scratch) / f"site-{index}"
         try:
             dataset = load_site_dataset(Path(data_root) / name, data=data, cache_dir=cache, seed=seed)
+        except NoUsableStudyError as err:
+            listed = run.site_state_dir(index) / PROBLEMS_FILE
+            notes.append(no_usable_study_line(name, studies=err.num_studies, problems=len(err.problems),
+                                              problems_file=listed if listed.is_file() else None))
+            continue
         except Exception as err:  # one unreadable site must not cost the others their figures
             log.warning("Report: cannot open site %s: %s", name, err)
             notes.append(f"{name}: could not be opened ({type(err).__name__}: {err}).")

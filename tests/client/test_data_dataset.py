@@ -269,3 +269,76 @@ def test_relative_crop_takes_the_same_relative_location_in_different_sizes() -> 
         crop.set_random_state(seed=11)
         starts.append(float(crop({"image": vol.clone()})["image"][0, 0, 0, 0]))
     assert abs(starts[0] / (40 - 8) - starts[1] / (80 - 8)) < 0.05
+
+
+# --------------------------------------------------------------------------- data errors only
+
+
+def test_a_full_disk_fails_loudly_and_is_not_remembered(
+    site: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    import monai.data.dataset
+
+    real_save = monai.data.dataset.torch.save
+
+    def disk_full(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(monai.data.dataset.torch, "save", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        _open(site, tmp_path / "cache")
+    monkeypatch.setattr(monai.data.dataset.torch, "save", real_save)
+    ds = _open(site, tmp_path / "cache")  # space freed: every study is valid, none remembered bad
+    assert ds.num_studies == 5 and ds.problems == ()
+
+
+@pytest.mark.parametrize("error", [MemoryError(), TypeError("a bug in a transform")], ids=["memory", "bug"])
+def test_memory_and_programming_errors_propagate(
+    site: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, error: Exception
+) -> None:
+    from client.data import transforms
+
+    def broken(self: object, img: object, present: object = None) -> object:
+        raise error
+
+    monkeypatch.setattr(transforms.ForegroundStats, "__call__", broken)
+    with pytest.raises(RuntimeError) as raised:  # MONAI's wrapper, with the error as its cause
+        _open(site, tmp_path / "cache")
+    cause = raised.value
+    while cause.__cause__ is not None:
+        cause = cause.__cause__
+    assert cause is error
+    monkeypatch.undo()
+    assert _open(site, tmp_path / "cache").problems == ()
+
+
+def test_a_change_to_the_pipeline_code_changes_the_cache_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    from client.data import pipeline_version
+    from client.data.transforms import preprocessing_fingerprint
+
+    modules = pipeline_version.pipeline_modules()
+    for module in ("client.data.readers", "client.data.nibabel_volumes", "client.data.dicom_series",
+                   "client.data.volume_limits", "client.data.read_errors", "client.data.dataset",
+                   "client.data.transforms", "client.data.load_transforms"):
+        assert module in modules
+    before = preprocessing_fingerprint(small_config())
+    real_source = pipeline_version._source_file
+    edited = Path(os.environ.get("TMPDIR", "/tmp")) / f"edited_readers_{os.getpid()}.py"
+    edited.write_bytes(real_source("client.data.readers").read_bytes() + b"\n# an edit\n")
+
+    def source(module: str) -> Path:
+        return edited if module == "client.data.readers" else real_source(module)
+
+    monkeypatch.setattr(pipeline_version, "_source_file", source)
+    pipeline_version.pipeline_code_hash.cache_clear()
+    try:
+        assert preprocessing_fingerprint(small_config()) != before
+    finally:
+        monkeypatch.undo()
+        pipeline_version.pipeline_code_hash.cache_clear()
+        edited.unlink()
+    assert preprocessing_fingerprint(small_config()) == before
+    # The cap is not part of a sample's key (it decides validity, see test_data_volume_limits).
+    assert preprocessing_fingerprint(small_config(max_voxels=10**6)) == before
