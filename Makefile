@@ -9,7 +9,7 @@ export FLWR_TELEMETRY_ENABLED := 0
 export FLWR_DISABLE_UPDATE_CHECK := 1
 export MPLCONFIGDIR ?= /tmp/fedmm-mplconfig
 
-.PHONY: setup simulate test test-all test-fast lint typecheck clean
+.PHONY: setup simulate test test-all test-fast lint typecheck nginx clean
 
 setup: $(STAMP)
 
@@ -32,12 +32,16 @@ $(STAMP): pyproject.toml
 simulate: setup
 	$(VENV)/bin/simulate $(ARGS)
 
+# nginx (Debian's package) is the coordinator's reverse proxy; the deployment tests start it.
+nginx:
+	@bash deploy/install-nginx.sh
+
 # What CI runs: everything but GPU tests and the few marked slow (a killed server
 # resuming, a simulation resuming), which `make test-all` adds.
-test: setup lint typecheck
+test: setup nginx lint typecheck
 	$(PY) -m pytest -m "not gpu and not slow" $(PYTEST_ARGS)
 
-test-all: setup lint typecheck
+test-all: setup nginx lint typecheck
 	$(PY) -m pytest -m "not gpu" $(PYTEST_ARGS)
 
 test-fast: setup

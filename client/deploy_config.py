@@ -52,6 +52,11 @@ class SiteDaemonSettings(FrozenModel):
                                     "(none = forever, what a service wants).")
     max_wait_time_s: float | None = Field(default=None, gt=0,
                                           description="Give up reconnecting after this long.")
+    check_data_at_start: bool = Field(
+        default=True,
+        description="Open the data folder (as `fedmm site check` does, with the run file's "
+        "settings, else the defaults) before connecting, and say once how many studies are "
+        "usable, or that none is and where the problem list is; it also warms the cache.")
     activation_retry_s: float = Field(
         default=120.0, ge=0,
         description="Keep retrying this long when the SuperLink refuses to activate the site: "

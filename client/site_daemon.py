@@ -36,6 +36,7 @@ from client.site_config import (
 )
 from client.site_keypair import check_private_key
 from shared.cert_validity import certificate_validity
+from shared.config import ConfigError, RunConfig
 from shared.flower_cli import flower_bin, flower_env
 from shared.supervisor import Child, StopRequest, accepts_connections, run_children
 
@@ -184,6 +185,26 @@ def explain_exit(code: int, last_lines: list[str], cfg: SiteDeployConfig, *,
     return ""
 
 
+def data_line(cfg: SiteDeployConfig) -> str:
+    """One line about the site's data, said once at start: how many studies training can
+    use (and where the problem list is), or that none can be used. It reads the folder with
+    the run file's data settings (the defaults without one), as ``fedmm site check`` does."""
+    from client.data.site_problems import summarize_site_data
+    from shared.run_file import read_run_file
+
+    try:
+        run = read_run_file(cfg.run_file, owner="the coordinator") if cfg.run_file else RunConfig()
+    except ConfigError as err:
+        return f"cannot read run_file ({err}); not checking the data at start."
+    try:
+        summary = summarize_site_data(cfg.data_dir, data=run.data, cache_dir=cfg.state_dir / "cache",
+                                      seed=run.seed, problems_dir=cfg.state_dir)
+    except ValueError as err:  # the folder cannot be read as the layout at all
+        return f"WARNING: site {cfg.name!r} has no usable data: {err}"
+    line = summary.line(repr(cfg.name))
+    return ("WARNING: " + line) if summary.idle else line
+
+
 def _say(text: str, *, log: TextIO, console: TextIO) -> None:
     line = f"{time.strftime('%Y-%m-%dT%H:%M:%S%z')} {text}\n"
     log.write(line)
@@ -224,6 +245,8 @@ def run_site_daemon(cfg: SiteDeployConfig, *, site_config: Path, insecure: bool 
     with cfg.daemon.log_file.open("a", encoding="utf-8", errors="replace") as log, stop.installed():
         for warning in warnings:
             _say(f"fedmm site {cfg.name!r}: WARNING: {warning}.", log=log, console=console)
+        if cfg.daemon.check_data_at_start:
+            _say(f"fedmm site {cfg.name!r}: {data_line(cfg)}", log=log, console=console)
         while True:
             _say(f"fedmm site {cfg.name!r}: starting SuperNode -> {cfg.server.address}"
                  f"{' (INSECURE)' if insecure else ''}; {len(cfg.approved_apps)} approved app "

@@ -15,9 +15,7 @@ import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from client.data.adapter import DataProblem
-from client.data.dataset import NoUsableStudyError, load_site_dataset
-from client.data.site_problems import PROBLEMS_FILE, no_usable_study_line, write_problem_list
+from client.data.site_problems import PROBLEMS_FILE, SiteDataSummary, summarize_site_data
 from shared.config import ConfigError, RunConfig, SimulatedSitesConfig
 
 __all__ = ["DATA_CHECK_FILE", "SiteDataCheck", "check_sites", "read_idle_sites", "require_quorum"]
@@ -43,27 +41,16 @@ class SiteDataCheck:
         return self.usable == 0
 
     def line(self) -> str:
-        name = f"site-{self.index} ({self.folder})"
-        if self.idle:
-            file = Path(self.problems_file) if self.problems_file else None
-            return no_usable_study_line(name, studies=self.studies, problems=self.problems,
-                                        problems_file=file)
-        skipped = (f", {self.problems} problem{'s' * (self.problems != 1)} listed in {self.problems_file}"
-                   if self.problems else "")
-        return f"{name}: {self.usable} usable studies{skipped}"
+        summary = SiteDataSummary(studies=self.studies, usable=self.usable, problems=self.problems,
+                                  problems_file=self.problems_file)
+        return summary.line(f"site-{self.index} ({self.folder})")
 
 
 def _check_one(cfg: RunConfig, sites: SimulatedSitesConfig, index: int) -> SiteDataCheck:
     data_dir, state_dir = sites.site(index)
-    problems: tuple[DataProblem, ...]
-    try:
-        dataset = load_site_dataset(data_dir, data=cfg.data, cache_dir=state_dir / "cache", seed=cfg.seed)
-        usable, problems, studies = dataset.num_studies, dataset.problems, dataset.num_studies
-    except NoUsableStudyError as err:
-        usable, problems, studies = 0, err.problems, err.num_studies
-    written = write_problem_list(problems, state_dir / PROBLEMS_FILE) if problems else None
-    return SiteDataCheck(index=index, folder=sites.site_dirs[index], studies=studies, usable=usable,
-                         problems=len(problems), problems_file=str(written) if written else None)
+    summary = summarize_site_data(data_dir, data=cfg.data, cache_dir=state_dir / "cache",
+                                  seed=cfg.seed, problems_dir=state_dir)
+    return SiteDataCheck(index=index, folder=sites.site_dirs[index], **asdict(summary))
 
 
 def check_sites(cfg: RunConfig, *, out_dir: Path) -> list[SiteDataCheck]:

@@ -84,3 +84,17 @@ def test_start_refuses_a_config_that_cannot_work(site_folder: Path) -> None:
     config.write_text(config.read_text().replace('address = "fl.example.org:9093"', 'address = ""'))
     code, _, output = invoke("start", "--config", str(config))
     assert code == 2 and "[server].address is empty" in output
+
+
+def test_site_check_shows_the_ca_s_days_to_expiry_and_warns_under_30(tmp_path: Path) -> None:
+    from tests.shared.certs import make_ca, write_pem
+
+    write_site(tmp_path / "data", num_studies=2)
+    ca = write_pem(tmp_path / "ca.crt", make_ca(days=12)[1])
+    runner = CliRunner()
+    result = runner.invoke(site_app, ["init", "--name", "h", "--data", str(tmp_path / "data"),
+                                      "--out", str(tmp_path / "site"), "--ca-cert", str(ca)])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(site_app, ["check", "--config", str(tmp_path / "site" / "site.toml")])
+    text = " ".join(result.output.split())
+    assert "The consortium CA certificate expires in 11 days" in text and "renew" in text

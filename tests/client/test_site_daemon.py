@@ -147,3 +147,19 @@ def test_bad_site_config_names_the_setting(tmp_path: Path, text: str, match: str
     path.write_text(text)
     with pytest.raises(ConfigError, match=match):
         load_site_config(path)
+
+
+def test_the_daemon_says_once_at_start_what_the_data_holds(site: SiteDeployConfig, tmp_path: Path) -> None:
+    from client.site_daemon import data_line
+    from tests.client.site_data import write_site
+
+    empty = data_line(site)  # the folder exists but holds nothing
+    assert empty.startswith("WARNING: site 'hospital-a' has no usable data") and "empty folder" in empty
+    (site.data_dir / "BraTS2021_00099").mkdir()
+    (site.data_dir / "BraTS2021_00099" / "BraTS2021_00099_t1.nii.gz").write_bytes(b"not a volume")
+    broken = data_line(site)
+    assert broken.startswith("WARNING: Site 'hospital-a' has no usable study") and "1 problem" in broken
+    assert str(site.state_dir / "data_problems.txt") in broken
+    write_site(site.data_dir, num_studies=3)
+    line = data_line(site)
+    assert "3 usable studies" in line and str(site.state_dir / "data_problems.txt") in line

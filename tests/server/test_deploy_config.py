@@ -94,3 +94,24 @@ def test_bad_server_config_names_the_setting(tmp_path: Path, text: str, match: s
         load_server_config(path)
     with pytest.raises(ConfigError, match="fedmm server init"):
         load_server_config(tmp_path / "missing.toml")
+
+
+def test_an_expired_or_early_server_certificate_is_refused_and_a_near_expiry_warned(
+        config: ServerDeployConfig) -> None:
+    import datetime as dt
+
+    from tests.shared.certs import make_ca, make_leaf, write_pem
+
+    now = dt.datetime.now(dt.UTC)
+    ca = make_ca()
+    write_pem(config.tls.ca_cert, ca[1])
+    for start, end, match in ((-400, -1, "expired on"), (2, 400, "not valid yet")):
+        _, cert = make_leaf(ca, not_before=now + dt.timedelta(days=start),
+                            not_after=now + dt.timedelta(days=end))
+        write_pem(config.tls.server_cert, cert)
+        with pytest.raises(SuperLinkConfigError, match=match) as err:
+            check_certificates(config)
+        assert "--renew" in str(err.value) and "not signed" not in str(err.value)
+    _, cert = make_leaf(ca, not_before=now - dt.timedelta(days=1), not_after=now + dt.timedelta(days=12))
+    write_pem(config.tls.server_cert, cert)
+    assert any("expires in 11 days" in w for w in check_certificates(config))

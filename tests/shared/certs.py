@@ -16,19 +16,21 @@ def _name(cn: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
 
 
-def make_ca(name: str = "test CA") -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+KeyAndCert = tuple[ec.EllipticCurvePrivateKey, x509.Certificate]
+
+
+def make_ca(name: str = "test CA", *, days: float = 365) -> KeyAndCert:
     key = ec.generate_private_key(ec.SECP256R1())
     now = dt.datetime.now(dt.UTC)
     cert = (x509.CertificateBuilder().subject_name(_name(name)).issuer_name(_name(name))
             .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=365))
+            .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=days))
             .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
             .sign(key, hashes.SHA256()))
     return key, cert
 
 
-def make_leaf(ca: tuple[ec.EllipticCurvePrivateKey, x509.Certificate], *, not_before: dt.datetime,
-              not_after: dt.datetime) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+def make_leaf(ca: KeyAndCert, *, not_before: dt.datetime, not_after: dt.datetime) -> KeyAndCert:
     key = ec.generate_private_key(ec.SECP256R1())
     cert = (x509.CertificateBuilder().subject_name(_name("localhost")).issuer_name(ca[1].subject)
             .public_key(key.public_key()).serial_number(x509.random_serial_number())
