@@ -9,13 +9,19 @@ the end-to-end run (`--resume` with more rounds) instead of starting a new one.
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
 import http.client
 import json
 import os
 import shutil
 import signal
+import socket
+import ssl
 import subprocess
+import threading
 import time
+import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +37,7 @@ from shared.flower_cli import flower_bin, flower_env, processes_using_home
 from shared.model import load_pretrained_encoder
 from simulations.phantom import PhantomConfig, generate_phantom
 from tests.integration.deployment import Deployment, Site, fedmm_inline, wait_for
+from tests.shared.certs import make_ca, make_leaf, write_pem
 
 pytestmark = pytest.mark.integration
 
@@ -188,6 +195,41 @@ def test_three_sites_two_rounds_end_to_end(deployment: Deployment, two_round_run
     listed = json.loads(fedmm_inline("server", "sites", "--config", str(deployment.server_config),
                                      "--json"))
     assert {(s["name"], s["status"]) for s in listed} >= {(s.name, "online") for s in members(deployment)}
+    table = " ".join(fedmm_inline("server", "sites", "--config", str(deployment.server_config)).split())
+    assert "The server certificate: valid for" in table and "The CA certificate: valid for" in table
+    # What each site keeps (cached patient volumes, state, logs) is private to it.
+    for site in members(deployment):
+        assert private_tree_problems(site.state_dir, site.log.parent) == []
+
+
+def test_an_expired_server_certificate_is_named_as_such_at_the_site(
+        deployment: Deployment, tmp_path: Path) -> None:
+    ca = make_ca("expired-test CA")
+    now = dt.datetime.now(dt.UTC)
+    key, cert = make_leaf(ca, not_before=now - dt.timedelta(days=400), not_after=now - dt.timedelta(days=2))
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(write_pem(tmp_path / "server.pem", cert, key), tmp_path / "server.key")
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+
+        def serve() -> None:  # a coordinator whose certificate has expired
+            while True:
+                try:
+                    conn, _ = listener.accept()
+                except OSError:
+                    return
+                with contextlib.suppress(ssl.SSLError, OSError), tls.wrap_socket(conn, server_side=True):
+                    pass
+        threading.Thread(target=serve, daemon=True).start()
+        site = deployment.add_site("expired", deployment.sites[0].data, register=False, give_up=True,
+                                   ca_cert=write_pem(tmp_path / "ca.crt", ca[1]))
+        raw = tomllib.loads(site.config.read_text())
+        raw["server"]["address"] = f"127.0.0.1:{listener.getsockname()[1]}"
+        site.config.write_text(tomli_w.dumps(raw))
+        assert deployment.start_site(site).wait(timeout=180) != 0
+    log = site.log.read_text()
+    assert "certificate has expired" in log and "not signed by" not in log.split("SuperNode stopped")[-1]
 
 
 def test_an_unregistered_key_a_wrong_ca_and_plain_http_are_refused(deployment: Deployment) -> None:
