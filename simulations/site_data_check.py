@@ -25,25 +25,14 @@ DATA_CHECK_FILE = "data_check.json"
 
 
 @dataclass(frozen=True)
-class SiteDataCheck:
+class SiteDataCheck(SiteDataSummary):
     """One virtual site's data, as its ClientApp will see it."""
 
-    index: int
-    folder: str
-    studies: int  # studies found (for an idle site: all of them unusable)
-    usable: int
-    problems: int
-    problems_file: str | None
+    index: int = 0
+    folder: str = ""
 
-    @property
-    def idle(self) -> bool:
-        """True when the site has no usable study (it will contribute nothing)."""
-        return self.usable == 0
-
-    def line(self) -> str:
-        summary = SiteDataSummary(studies=self.studies, usable=self.usable, problems=self.problems,
-                                  problems_file=self.problems_file)
-        return summary.line(f"site-{self.index} ({self.folder})")
+    def line(self, name: str | None = None) -> str:
+        return super().line(name or f"site-{self.index} ({self.folder})")
 
 
 def _check_one(cfg: RunConfig, sites: SimulatedSitesConfig, index: int) -> SiteDataCheck:
