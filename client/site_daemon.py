@@ -45,7 +45,9 @@ FLOWER_HOME_DIR = "flower"
 #: key, or a node the SuperLink still sees online (Flower 1.41 activates only registered
 #: or offline nodes; a node goes offline 2 x 30 s after its last heartbeat).
 ACTIVATION_REFUSED = "Failed to activate SuperNode"
-RETRY_EVERY_S = 10.0
+#: What the SuperNode prints once the SuperLink has activated it.
+ACTIVATED = "SuperNode ID:"
+RETRY_EVERY_S = 5.0
 
 
 class SiteDaemonConfigError(ValueError):
@@ -216,7 +218,7 @@ def run_site_daemon(cfg: SiteDeployConfig, *, site_config: Path, insecure: bool 
                     console: TextIO | None = None) -> int:
     """Run the SuperNode and the task executor in the foreground until stopped.
 
-    A refused activation is retried every 10 s for ``[daemon].activation_retry_s``: right
+    A refused activation is retried every 5 s for ``[daemon].activation_retry_s``: right
     after a crash the SuperLink still sees the site's previous connection as online.
 
     Args:
@@ -236,8 +238,11 @@ def run_site_daemon(cfg: SiteDeployConfig, *, site_config: Path, insecure: bool 
     flwr_home.mkdir(parents=True, exist_ok=True)
     ensure_secret(cfg)
     children = [
+        # The executor starts once the SuperLink has activated the node (Flower prints its
+        # node id then), so a refused activation costs a SuperNode start, nothing more.
         Child("supernode", supernode_command(cfg, insecure=insecure),
-              ready=accepts_connections("127.0.0.1", cfg.daemon.runtime_port)),
+              ready=accepts_connections("127.0.0.1", cfg.daemon.runtime_port),
+              ready_line=ACTIVATED, ready_timeout_s=float("inf")),  # it retries on its own
         Child("executor", executor_command(cfg, site_config=site_config.resolve())),
     ]
     stop = StopRequest()

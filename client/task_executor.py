@@ -14,6 +14,7 @@ import argparse
 import contextlib
 import logging
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -86,9 +87,16 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     stop = StopRequest()
-    with stop.installed():
-        serve(runtime_api_address=args.runtime_api_address, secret=args.secret_file.read_bytes(),
-              site_config=args.site_config.resolve(), stop=stop)
+
+    def leave(signum: int, frame: object) -> None:
+        # Raise, so a call blocked on the SuperNode (or retrying it) ends now and the
+        # runners are stopped on the way out.
+        stop.request()
+        raise SystemExit(0)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, leave)
+    serve(runtime_api_address=args.runtime_api_address, secret=args.secret_file.read_bytes(),
+          site_config=args.site_config.resolve(), stop=stop)
 
 
 if __name__ == "__main__":

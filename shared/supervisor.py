@@ -80,13 +80,15 @@ class Child:
             output goes to the daemon's log (if any). The console always gets every line.
         ready: returns True once the child serves (e.g. its port accepts connections); the
             next child starts only then. None: start the next one at once.
-        ready_timeout_s: how long to wait for ``ready``.
+        ready_line: alternatively, the child is ready once it prints a line containing this.
+        ready_timeout_s: how long to wait for ``ready`` / ``ready_line``.
     """
 
     name: str
     cmd: list[str]
     log_file: Path | None = None
     ready: Callable[[], bool] | None = None
+    ready_line: str | None = None
     ready_timeout_s: float = 120.0
 
 
@@ -120,14 +122,18 @@ def die_with_parent() -> Callable[[], None]:
     return preexec
 
 
-def _pump(stream: IO[bytes], sinks: Sequence[TextIO], last: deque[str]) -> None:
-    """Copy a child's output to its sinks, line by line."""
+def _pump(stream: IO[bytes], sinks: Sequence[TextIO], last: deque[str],
+          watch: tuple[str, threading.Event] | None) -> None:
+    """Copy a child's output to its sinks, line by line; set the event of ``watch`` when a
+    line contains its text."""
     for raw in iter(stream.readline, b""):
         line = raw.decode("utf-8", errors="replace")
         for sink in sinks:
             sink.write(line)
             sink.flush()
         last.append(line.rstrip())
+        if watch is not None and watch[0] in line:
+            watch[1].set()
 
 
 def _stop_groups(procs: Sequence[subprocess.Popen[bytes]]) -> None:
@@ -150,15 +156,16 @@ def _group_alive(proc: subprocess.Popen[bytes]) -> bool:
     return True
 
 
-def _wait_ready(child: Child, proc: subprocess.Popen[bytes], stop: StopRequest) -> bool:
+def _wait_ready(child: Child, proc: subprocess.Popen[bytes], stop: StopRequest,
+                seen: threading.Event) -> bool:
     """Wait until ``child`` is ready; False when it exited, timed out or a stop came."""
-    if child.ready is None:
+    if child.ready is None and child.ready_line is None:
         return True
     deadline = time.monotonic() + child.ready_timeout_s
     while proc.poll() is None and not stop.requested and time.monotonic() < deadline:
-        if child.ready():
+        if (child.ready is None or child.ready()) and (child.ready_line is None or seen.is_set()):
             return True
-        stop.wait(0.2)
+        stop.wait(0.1)
     return False
 
 
@@ -195,11 +202,13 @@ def run_children(children: Sequence[Child], *, env: Mapping[str, str], cwd: Path
             last: deque[str] = deque(maxlen=40)
             if proc.stdout is None:  # cannot happen with stdout=PIPE; keeps the type checker honest
                 raise RuntimeError(f"{child.cmd[0]} was started without an output pipe")
-            pump = threading.Thread(target=_pump, args=(proc.stdout, sinks, last), daemon=True)
+            seen = threading.Event()
+            watch = (child.ready_line, seen) if child.ready_line else None
+            pump = threading.Thread(target=_pump, args=(proc.stdout, sinks, last, watch), daemon=True)
             pump.start()
             pumps.append(pump)
             procs.append((child, proc, last))
-            if not _wait_ready(child, proc, stop) and not stop.requested:
+            if not _wait_ready(child, proc, stop, seen) and not stop.requested:
                 code = proc.poll()
                 ended = Ended(child.name, code if code is not None else -1, [], not_ready=code is None)
                 break

@@ -126,3 +126,14 @@ run_children([Child('a', [sys.executable, '-c', child]), Child('b', [sys.executa
     while time.monotonic() < deadline and any(alive(p) for p in children):
         time.sleep(0.1)
     assert not any(alive(p) for p in children)
+
+
+def test_a_child_is_ready_once_it_prints_the_ready_line(tmp_path: Path) -> None:
+    first = py("first", "import time; print('starting', flush=True); time.sleep(1); "
+               "print('SuperNode ID: 42', flush=True); time.sleep(60)", ready_line="SuperNode ID:")
+    second = py("second", "print('second ran'); raise SystemExit(0)")
+    ended, log, _ = run([first, second], tmp_path, StopRequest())
+    assert ended.name == "second" and log.index("SuperNode ID: 42") < log.index("second ran")
+    refused = py("refused", "print('Failed to activate'); raise SystemExit(1)", ready_line="SuperNode ID:")
+    ended, log, _ = run([refused, py("never", "print('must not start')")], tmp_path, StopRequest())
+    assert ended.name == "refused" and ended.code == 1 and "must not start" not in log
