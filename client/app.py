@@ -1,6 +1,7 @@
 """The fedmm ClientApp: decode, check the site's limits, call the site's typed round functions, encode.
 
-Two mods wrap every handler: the outgoing guard (only declared content leaves) and,
+Three mods wrap every handler: innermost, update clipping when a run uses update DP
+(Flower's ``fixedclipping_mod``); the outgoing guard (only declared content leaves); and,
 outermost, the error mod (a failure leaves as a code and an incident id, never as text).
 """
 
@@ -18,12 +19,13 @@ from client.release import release_site_stats
 from client.site_config import resolve_site
 from client.site_limits import check_site_limits
 from client.train import train_round
+from client.update_clipping import clip_updates
 from shared.config import RunConfig, SiteConfig
 from shared.stats_schema import StatsPool
 from shared.wire import decode_round_config
 from shared.wire_keys import ConfigKey, RecordKey
 
-app = ClientApp(mods=[contain_errors, outgoing_guard])
+app = ClientApp(mods=[contain_errors, outgoing_guard, clip_updates])
 
 
 def _decode(msg: Message, context: Context) -> tuple[RunConfig, SiteConfig, StatsPool | None, int]:

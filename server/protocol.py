@@ -22,6 +22,7 @@ from server.checkpoints import CheckpointStore, export_encoder, write_atomic
 from server.metrics_log import MetricsLog
 from server.stats_pool import pool_site_stats
 from server.strategy import build_strategy
+from server.update_privacy import PrivacyBudgetReached, RoundPrivacy, UpdatePrivacy, equal_weights
 from shared.config import RunConfig
 from shared.model import (
     MultiModalEncoder,
@@ -151,6 +152,17 @@ def collect_pool(grid: Grid, cfg: RunConfig, nodes: list[int]) -> tuple[StatsPoo
     return pool, outcome
 
 
+def _update_privacy(cfg: RunConfig, metrics: MetricsLog, grid: Grid) -> UpdatePrivacy | None:
+    """The run's update-DP accounting (None when off), recomposing rounds already released."""
+    if not cfg.privacy.updates.enabled:
+        return None
+    population = int(metrics.meta.get("update_privacy_population") or len(list(grid.get_node_ids())))
+    metrics.set_meta(update_privacy_population=population)
+    history = [RoundPrivacy(**r["train"]["update_privacy"]) for r in metrics.rounds
+               if "update_privacy" in r.get("train", {})]
+    return UpdatePrivacy(cfg.privacy.updates, population=population, history=history)
+
+
 def _initial_encoder(cfg: RunConfig, preset: str) -> MultiModalEncoder:
     torch.manual_seed(cfg.seed)  # every run with this seed starts from the same weights
     return build_encoder(preset)
@@ -199,21 +211,38 @@ def run_pretraining(grid: Grid, cfg: RunConfig, *, preset: str) -> Path:
                          statistics_failures=statistics.failures)
 
     strategy = build_strategy(cfg, pool=pool, global_names=names)
+    update_dp = _update_privacy(cfg, metrics, grid)
     current = ArrayRecord(arrays)
     for rnd in range(first_round, fed.num_rounds + 1):
         t0 = time.time()
         write_progress(out, phase="training", round=rnd, rounds=fed.num_rounds)
-        wait_for_sites(grid, count=1, timeout_s=fed.connect_timeout_s)
-        sent = list(strategy.configure_train(rnd, current, ConfigRecord(), grid))
+        connected = wait_for_sites(grid, count=1, timeout_s=fed.connect_timeout_s)
+        round_strategy: Any = strategy
+        if update_dp is not None:
+            try:
+                update_dp.check_budget(len(connected))
+            except PrivacyBudgetReached as stop:
+                log.warning("%s", stop)
+                metrics.set_meta(stopped=str(stop))
+                break
+            round_strategy = update_dp.wrap(strategy, sampled=len(connected))
+        sent = list(round_strategy.configure_train(rnd, current, ConfigRecord(), grid))
         replies = list(grid.send_and_receive(sent, timeout=fed.round_timeout_s))
         train = _outcome(replies, sent=sent, sent_bytes=current.count_bytes())
         train.failures += _missing(sent, replies)
         needed = max(1, math.ceil(fed.quorum * len(sent)))
         aggregated = False
+        released = None
         if len(train.sites) >= needed:
-            new_arrays, _ = strategy.aggregate_train(rnd, replies)
+            if update_dp is not None:
+                # Noise for the sites actually sampled; equal weights (the mechanism's).
+                round_strategy.num_sampled_clients = len(sent)
+                replies = strategy.usable_train_replies(equal_weights(replies))
+            new_arrays, _ = round_strategy.aggregate_train(rnd, replies)
             if new_arrays is not None:
                 current, aggregated = new_arrays, True
+                if update_dp is not None:
+                    released = update_dp.released(sites=len(replies), sampled=len(sent))
         if not aggregated:
             log.warning("Round %d: %d of %d sites replied (quorum %d); the global encoder is "
                         "unchanged this round.", rnd, len(train.sites), len(sent), needed)
@@ -225,6 +254,7 @@ def run_pretraining(grid: Grid, cfg: RunConfig, *, preset: str) -> Path:
                 "loss": _mean(s.get(MetricKey.TRAIN_LOSS) for s in train.sites.values()),
                 "sites": train.sites,
                 "failures": train.failures,
+                **({"update_privacy": released.as_dict()} if released is not None else {}),
             },
             "evaluate": {"loss": None, "sites": {}, "failures": []},
         }
@@ -265,6 +295,8 @@ def run_pretraining(grid: Grid, cfg: RunConfig, *, preset: str) -> Path:
         "sites": max((len(r["train"]["sites"]) for r in metrics.rounds), default=0),
         "pretext": "+".join(cfg.pretext_names),
         "strategy": cfg.federation.strategy.name,
+        "update_privacy": update_dp.summary() if update_dp is not None else {"enabled": False},
+        "stopped_early": metrics.meta.get("stopped"),
         "pool": {"contributors": pool.contributors if pool else 0,
                  "withheld": pool.withheld if pool else 0,
                  "modalities": sorted(pool.modalities) if pool else []},

@@ -297,6 +297,40 @@ class FederationConfig(FrozenModel):
     )
 
 
+#: Strategies whose new global encoder is the (equally weighted) mean of the sites'
+#: encoders, so Flower's noise on that mean is the Gaussian mechanism accounted per round.
+#: Not FedAvgM/FedAdam: their server state accumulates the exact means, so a released
+#: round depends on earlier rounds' un-noised averages. Not the robust ones: a median or
+#: trimmed mean has another sensitivity.
+UPDATE_DP_STRATEGIES = ("fedavg", "fedema", "fedprox")
+
+
+class UpdatePrivacyConfig(FrozenModel):
+    """Optional differential privacy on the encoder updates (``[privacy.updates]``; off by default).
+
+    Flower's fixed-clipping Gaussian mechanism at the level of sites: every site's update
+    (its encoder minus the global one) is clipped to ``clipping_norm`` (at the site with
+    Flower's ``fixedclipping_mod``, or at the server), the equally weighted average gets
+    Gaussian noise of standard deviation ``noise_multiplier x clipping_norm / sites``,
+    and Flower's RDP accountant composes the rounds (``server/update_privacy.py``). It
+    bounds what the aggregated (and exported) encoder reveals about any one site's
+    participation; it does not hide a site's update from the coordinator.
+    """
+
+    enabled: bool = Field(default=False, description="Add update DP to every training round.")
+    clipping: Literal["client", "server"] = Field(
+        default="client", description="Where updates are clipped: at each site before they "
+        "leave ('client') or by the server before averaging ('server').")
+    clipping_norm: float = Field(default=1.0, gt=0, description="L2 bound of one site's update.")
+    noise_multiplier: float = Field(
+        default=1.0, gt=0, description="Noise standard deviation in units of clipping_norm / sites.")
+    target_delta: float = Field(default=1e-3, gt=0, lt=1,
+                                description="delta at which epsilon is reported (and capped).")
+    max_epsilon: float | None = Field(
+        default=None, gt=0, description="Stop the run before a round that would take the "
+        "accounted epsilon past this (the encoder trained so far is exported).")
+
+
 class PrivacyConfig(FrozenModel):
     """What a site's statistics must satisfy before they may leave it (client/privacy.py)."""
 
@@ -305,6 +339,7 @@ class PrivacyConfig(FrozenModel):
         default=8.0, gt=0,
         description="Total Laplace-mechanism budget for one SiteStats release (all modalities).",
     )
+    updates: UpdatePrivacyConfig = UpdatePrivacyConfig()
 
 
 class SimulatedSitesConfig(FrozenModel):
@@ -370,6 +405,16 @@ class RunConfig(FrozenModel):
     def pretext_names(self) -> tuple[str, ...]:
         """The run's pretext task names, in config order."""
         return tuple(t.name for t in self.pretext)
+
+    @model_validator(mode="after")
+    def _update_dp_needs_a_mean(self) -> RunConfig:
+        name = self.federation.strategy.name
+        if self.privacy.updates.enabled and name not in UPDATE_DP_STRATEGIES:
+            raise ValueError(
+                f"privacy.updates needs a strategy that averages the sites' updates (its noise is "
+                f"calibrated to a mean of clipped updates), one of {list(UPDATE_DP_STRATEGIES)}; "
+                f"got federation.strategy = {name!r}. Fix: choose one of them, or turn update DP off.")
+        return self
 
     @model_validator(mode="after")
     def _absolute_out(self) -> RunConfig:

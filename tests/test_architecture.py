@@ -21,8 +21,8 @@ ALLOWED = {
 # the one `flwr run` submits).
 FLOWER_EDGES = {
     "client/app.py", "client/guard.py", "client/error_mod.py",
-    "client/task_executor.py", "client/task_runner.py",
-    "server/app.py", "server/protocol.py", "server/strategy.py",
+    "client/task_executor.py", "client/task_runner.py", "client/update_clipping.py",
+    "server/app.py", "server/protocol.py", "server/strategy.py", "server/update_privacy.py",
     "shared/app_bundle.py",
 }
 

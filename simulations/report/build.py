@@ -216,8 +216,17 @@ class _ReportBuilder:
     def config_and_timings(self) -> str:
         parts: list[str] = []
         card = self.run.model_card or {}
-        summary = [(k, format_value(card[k])) for k in ("preset", "parameters", "rounds", "sites",
-                                                         "pretext") if k in card]
+        summary: list[tuple[str, str]] = [
+            (k, format_value(card[k])) for k in ("preset", "parameters", "rounds", "sites", "pretext")
+            if k in card]
+        privacy = card.get("update_privacy") or {}
+        if "epsilon" in privacy:
+            summary.append(("update DP", f"epsilon {privacy['epsilon']:.3f} at delta {privacy['delta']:g} "
+                                         f"over {privacy['rounds']} rounds ({privacy['mechanism']}; clipping "
+                                         f"{privacy['clipping_norm']:g}, noise multiplier "
+                                         f"{privacy['noise_multiplier']:g})"))
+        if card.get("stopped_early"):
+            summary.append(("stopped early", str(card["stopped_early"])))
         if summary:
             parts.append(key_value_html(summary))
         parts.append(self._timings())

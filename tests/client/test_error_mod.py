@@ -85,3 +85,30 @@ def test_the_guard_stops_error_replies_with_free_text_and_the_mod_contains_it() 
     passed = outgoing_guard(message(), context(),
                             lambda msg, ctx: Message(Error(code=1903, reason=fine), reply_to=msg))
     assert passed.error.reason == fine
+
+
+def test_update_clipping_clips_train_replies_only_when_the_server_asks() -> None:
+    import numpy as np
+    from flwr.app import Array, ArrayRecord, MetricRecord
+    from flwr.supercore.differential_privacy import KEY_CLIPPING_NORM
+
+    from client.update_clipping import clip_updates
+
+    sent = {"encoder.w": np.zeros(4, dtype=np.float32)}
+
+    def train_message(clip: float | None) -> Message:
+        msg = message()
+        if clip is not None:
+            msg.content.config_records[RecordKey.CONFIG][KEY_CLIPPING_NORM] = clip
+        msg.content[RecordKey.ARRAYS] = ArrayRecord({k: Array(v) for k, v in sent.items()})
+        return msg
+
+    def train(msg: Message, ctx: Context) -> Message:
+        moved = ArrayRecord({"encoder.w": Array(np.full(4, 3.0, dtype=np.float32))})  # update norm 6
+        return Message(RecordDict({RecordKey.ARRAYS: moved, RecordKey.METRICS: MetricRecord({"a": 1})}),
+                       reply_to=msg)
+
+    clipped = clip_updates(train_message(0.5), context(), train).content.array_records[RecordKey.ARRAYS]
+    assert np.isclose(np.linalg.norm(clipped["encoder.w"].numpy()), 0.5, rtol=1e-4)
+    untouched = clip_updates(train_message(None), context(), train).content.array_records[RecordKey.ARRAYS]
+    assert np.isclose(np.linalg.norm(untouched["encoder.w"].numpy()), 6.0)

@@ -337,8 +337,8 @@ def altered_app(folder: Path) -> Path:
     shutil.copy(app_dir() / "pyproject.toml", folder / "pyproject.toml")
     app = folder / "client" / "app.py"
     app.write_text(app.read_text().replace(
-        "app = ClientApp(mods=[contain_errors, outgoing_guard])",
-        "app = ClientApp(mods=[outgoing_guard])  # the coordinator dropped the error mod", 1))
+        "app = ClientApp(mods=[contain_errors, outgoing_guard, clip_updates])",
+        "app = ClientApp(mods=[outgoing_guard, clip_updates])  # the error mod dropped", 1))
     return folder
 
 
