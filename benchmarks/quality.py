@@ -13,12 +13,17 @@ classification (enhancing vs not):
     federated    fedmm's federated pretraining through Flower's simulation engine
     centralized  the same pretraining on all training sites' data pooled in one place
 
-and, on request (--variants), two controls that take federation apart:
+and, on request (--variants), two controls that take federation apart, and the federated
+variant with differential privacy on its updates at two noise levels:
 
     federated_iid  the same federation on virtual sites that each hold a random share of all
                    training studies (every site mixes every scanner)
     cyclic         cyclic weight transfer: one model visits the real sites in turn each
                    round, with their local steps, and is never averaged
+    federated_dp, federated_dp_weak
+                   federated with [privacy.updates]: client-side clipping at
+                   --update-dp-clip, noise multiplier 1.0 and 0.1 (the epsilon each run
+                   spent is in its model card and in the results)
 
     python benchmarks/quality.py            # the committed default (about 40 min on 2 cores)
     python benchmarks/quality.py --quick    # a minutes-long smoke version (the test suite runs it)
@@ -53,6 +58,10 @@ import torch
 
 VARIANTS = ("scratch", "local_only", "federated", "centralized")
 CONTROL_VARIANTS = ("federated_iid", "cyclic")
+#: The cost of update DP ([privacy.updates]): the federated variant with Flower's client-side
+#: fixed clipping at --update-dp-clip and these noise multipliers.
+UPDATE_DP_VARIANTS = {"federated_dp_weak": 0.1, "federated_dp": 1.0}
+OPTIONAL_VARIANTS = (*CONTROL_VARIANTS, *UPDATE_DP_VARIANTS)
 RESULTS = Path(__file__).parent / "results"
 
 
@@ -86,6 +95,7 @@ class QualityConfig:
     strategy: str = "fedavg"
     site_local_norm: bool = True        # FedBN-style: normalization affine stays on the sites
     variants: tuple[str, ...] = VARIANTS
+    update_dp_clip: float = 1.0         # clipping norm of the update-DP variants
 
     @classmethod
     def quick(cls) -> QualityConfig:
@@ -123,7 +133,7 @@ def seed_jobs(cfg: QualityConfig, *, seed: int, encoders: dict[str, Any]) -> lis
                 common = {"task": task, "fraction": fraction, "seed": seed, "subset": subset}
                 if "scratch" in cfg.variants:
                     jobs.append(Job("scratch", None, **common))
-                for variant in ("federated", "centralized", *CONTROL_VARIANTS):
+                for variant in ("federated", "centralized", *OPTIONAL_VARIANTS):
                     if variant in cfg.variants:
                         jobs.append(Job(variant, encoders[variant], **common))
                 if "local_only" in cfg.variants:
@@ -155,10 +165,14 @@ def _run_job(job: Job, cfg_json: str, data_root: str, train_sites: list[str],
     return job
 
 
-def pretraining_config(cfg: QualityConfig, *, seed: int, num_sites: int) -> dict[str, Any]:
-    """The RunConfig (as a raw dict) every pretraining variant of this benchmark uses."""
+def pretraining_config(cfg: QualityConfig, *, seed: int, num_sites: int,
+                       update_noise: float | None = None) -> dict[str, Any]:
+    """The RunConfig (as a raw dict) every pretraining variant of this benchmark uses; with
+    ``update_noise``, the federated run with update DP at that noise multiplier."""
     from shared.pretext.selection import parse_pretext_option
 
+    updates = ({"updates": {"enabled": True, "clipping": "client", "clipping_norm": cfg.update_dp_clip,
+                            "noise_multiplier": update_noise}} if update_noise is not None else {})
     return {"seed": seed,
             "model": {"site_local_norm": cfg.site_local_norm},
             "data": {"spacing_mm": cfg.spacing_mm, "crop_size": cfg.pretrain_crop},
@@ -166,7 +180,7 @@ def pretraining_config(cfg: QualityConfig, *, seed: int, num_sites: int) -> dict
             "train": {"local_steps": cfg.local_steps},
             "federation": {"num_rounds": cfg.rounds, "min_nodes": num_sites,
                            "strategy": {"name": cfg.strategy}},
-            "privacy": {"min_studies": 2}}
+            "privacy": {"min_studies": 2, **updates}}
 
 
 def pretrain(cfg: QualityConfig, *, seed: int, data_root: Path, train_sites: list[str],
@@ -189,19 +203,27 @@ def pretrain(cfg: QualityConfig, *, seed: int, data_root: Path, train_sites: lis
     run_raw = pretraining_config(cfg, seed=seed, num_sites=len(train_sites))
     out: dict[str, Any] = {"seconds": {}}
 
-    def federate(variant: str, root: Path) -> Path:
-        scenario = build_scenario({**run_raw, "simulation": {"sites": len(train_sites),
-                                                             "data_root": str(root)}},
+    def federate(variant: str, root: Path, *, update_noise: float | None = None) -> Path:
+        raw = (run_raw if update_noise is None else
+               pretraining_config(cfg, seed=seed, num_sites=len(train_sites), update_noise=update_noise))
+        scenario = build_scenario({**raw, "simulation": {"sites": len(train_sites),
+                                                         "data_root": str(root)}},
                                   source="quality benchmark")
         t0 = time.perf_counter()
         fed = run_simulation(scenario, out_dir=work / f"{variant}-seed{seed}",
                              console=Console(quiet=True))
         out["seconds"][variant] = time.perf_counter() - t0
         out[variant] = str(fed.out_dir / "encoder.safetensors")
+        if update_noise is not None:  # what the run spent, from its model card
+            card = json.loads((fed.out_dir / "model_card.json").read_text())
+            out.setdefault("update_privacy", {})[variant] = card["update_privacy"]
         return fed.out_dir
 
     if "federated" in cfg.variants:
         out["fed_run"] = str(federate("federated", data_root))
+    for variant, noise in UPDATE_DP_VARIANTS.items():
+        if variant in cfg.variants:
+            federate(variant, data_root, update_noise=noise)
     if "federated_iid" in cfg.variants:
         federate("federated_iid", iid_site_folders(data_root, train_sites,
                                                    work / f"iid-seed{seed}" / "data", seed=seed))
@@ -241,6 +263,7 @@ def pretraining_key(cfg: QualityConfig, *, seed: int, data_root: Path,
     """Everything a seed's pretrained encoders depend on (fine-tuning settings and which
     variants run are not in it)."""
     return {"run": pretraining_config(cfg, seed=seed, num_sites=len(train_sites)),
+            "update_dp": {"clip": cfg.update_dp_clip, "noise": UPDATE_DP_VARIANTS},
             "data_root": str(data_root), "train_sites": train_sites,
             "phantom": [cfg.sites, cfg.subjects_per_site, cfg.spacing_mm]}
 
@@ -272,7 +295,8 @@ def finished_pretraining(cfg: QualityConfig, *, seed: int, data_root: Path, trai
     if missing:
         new = pretrain(replace(cfg, variants=tuple(missing)), seed=seed, data_root=data_root,
                        train_sites=train_sites, work=work)
-        done = {**done, **new, "seconds": {**done["seconds"], **new["seconds"]}}
+        done = {**done, **new, "seconds": {**done["seconds"], **new["seconds"]},
+                "update_privacy": {**done.get("update_privacy", {}), **new.get("update_privacy", {})}}
         record.write_text(json.dumps({**done, "key": key}, indent=2))
     if not missing and reusable:
         done["reused_from"] = str(record)
@@ -480,6 +504,20 @@ def goals(results: dict[str, dict[str, dict[str, float]]], fraction: str,
     return out
 
 
+def update_privacy_markdown(spent: dict[str, dict[str, dict[str, Any]]], *, clip: float) -> str:
+    """What each update-DP variant spent, per seed (empty when none ran)."""
+    if not spent:
+        return ""
+    rows = ["| variant | noise multiplier | clipping norm | epsilon (delta) per seed |", "|---|---|---|---|"]
+    for variant, noise in UPDATE_DP_VARIANTS.items():
+        per_seed = [f"{p[variant]['epsilon']:.1f} ({p[variant]['delta']:g})" for p in spent.values()
+                    if variant in p]
+        if per_seed:
+            rows.append(f"| {variant} | {noise:g} | {clip:g} | {', '.join(per_seed)} |")
+    return ("\nUpdate DP (Flower's client-side fixed clipping and Gaussian noise, RDP accounting at "
+            "the level of sites, over all rounds of the run):\n\n" + "\n".join(rows) + "\n")
+
+
 def bar_chart(results: dict[str, dict[str, dict[str, float]]], path: Path) -> None:
     import matplotlib
 
@@ -491,7 +529,7 @@ def bar_chart(results: dict[str, dict[str, dict[str, float]]], path: Path) -> No
               if any(f"{metric}_mean" in e for row in results.values() for e in row.values())]
     fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.4), dpi=100,
                              squeeze=False)
-    variants = [v for v in (*VARIANTS, *CONTROL_VARIANTS) if any(v in row for row in results.values())]
+    variants = [v for v in (*VARIANTS, *OPTIONAL_VARIANTS) if any(v in row for row in results.values())]
     width = 0.8 / len(variants)
     for ax, (metric, label) in zip(axes[0], panels, strict=True):
         for i, variant in enumerate(variants):
@@ -572,6 +610,8 @@ def run_quality(cfg: QualityConfig, *, work: Path) -> dict[str, Any]:
         "jobs": [asdict(j) for j in done],
         "data_root": str(data_root), "train_sites": train_sites,
         "fed_run": pretraining[cfg.seeds[0]].get("fed_run"),
+        "update_privacy": {str(seed): p["update_privacy"] for seed, p in pretraining.items()
+                           if p.get("update_privacy")},
     }
 
 
@@ -590,7 +630,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", default=None, help="comma-separated seeds (default 0,1,2)")
     parser.add_argument("--variants", default=None,
                         help=f"comma-separated variants (default {','.join(VARIANTS)}; controls: "
-                        f"{','.join(CONTROL_VARIANTS)})")
+                        f"{','.join(CONTROL_VARIANTS)}; update DP: {','.join(UPDATE_DP_VARIANTS)})")
+    parser.add_argument("--update-dp-clip", type=float, default=None,
+                        help="clipping norm of the update-DP variants (default 1.0)")
     parser.add_argument("--tasks", default=None,
                         help="comma-separated fine-tuning tasks (default segmentation,classification)")
     parser.add_argument("--label-fractions", default=None,
@@ -607,12 +649,12 @@ def main(argv: list[str] | None = None) -> int:
     cfg = QualityConfig.quick() if args.quick else QualityConfig()
     overrides: dict[str, Any] = {k: getattr(args, k) for k in (
         "rounds", "local_steps", "finetune_steps", "classify_steps", "label_subsets", "pretext",
-        "strategy", "linear_probe", "encoder_lr_scale", "augment_intensity")
+        "strategy", "linear_probe", "encoder_lr_scale", "augment_intensity", "update_dp_clip")
         if getattr(args, k) is not None}
     listed: tuple[tuple[str, Any, Any, str], ...] = (  # (option, parse, valid?, what is valid)
         ("seeds", int, lambda x: True, ""),
-        ("variants", str, lambda x: x in (*VARIANTS, *CONTROL_VARIANTS),
-         f"some of {', '.join((*VARIANTS, *CONTROL_VARIANTS))}"),
+        ("variants", str, lambda x: x in (*VARIANTS, *OPTIONAL_VARIANTS),
+         f"some of {', '.join((*VARIANTS, *OPTIONAL_VARIANTS))}"),
         ("tasks", str, lambda x: x in ("segmentation", "classification"),
          "segmentation and/or classification"),
         ("label_fractions", float, lambda x: 0 < x <= 1, "fractions in (0, 1]"))
@@ -650,7 +692,8 @@ def main(argv: list[str] | None = None) -> int:
         f"The BraTS Dice above split (a test case without a region scores 0 or 1 on whether "
         f"anything was predicted there):\n\n{split_markdown(results)}\n\n"
         f"Effective dimensions of the encoders' deepest features on the test site's studies "
-        f"(participation ratio; scratch = the random initialisation):\n\n{dims}\n")
+        f"(participation ratio; scratch = the random initialisation):\n\n{dims}\n"
+        + update_privacy_markdown(doc["update_privacy"], clip=cfg.update_dp_clip))
     bar_chart(results, args.out_dir / f"{name}.png")
     if doc["fed_run"]:
         from simulations.report import write_run_report

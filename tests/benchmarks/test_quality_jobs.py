@@ -81,3 +81,19 @@ def test_listed_options_are_checked_before_anything_runs(quality: ModuleType,
         else:
             raise AssertionError(f"{argv} was accepted")
         assert expected in capsys.readouterr().err
+
+
+def test_update_dp_variants_pretrain_with_their_noise_and_are_fine_tuned_like_the_others(
+        quality: ModuleType) -> None:
+    from shared.config import validate_run_config
+
+    cfg = quality.QualityConfig(update_dp_clip=0.3, variants=("scratch", "federated", "federated_dp"),
+                                tasks=("segmentation",), label_fractions=(0.1,), label_subsets=1)
+    plain = quality.pretraining_config(cfg, seed=0, num_sites=3)
+    noised = validate_run_config(quality.pretraining_config(cfg, seed=0, num_sites=3, update_noise=1.0),
+                                 source="test")
+    assert "updates" not in plain["privacy"]
+    assert noised.privacy.updates.enabled and noised.privacy.updates.clipping_norm == 0.3
+    assert noised.privacy.updates.noise_multiplier == quality.UPDATE_DP_VARIANTS["federated_dp"]
+    jobs = quality.seed_jobs(cfg, seed=0, encoders={**ENCODERS, "federated_dp": "dp.safetensors"})
+    assert sorted(j.variant for j in jobs) == ["federated", "federated_dp", "scratch"]
