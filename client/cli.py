@@ -24,16 +24,19 @@ from client.deploy_config import (
     load_site_config,
     write_site_config,
 )
-from client.release import release_site_stats
+from client.privacy_ledger import LEDGER_FILE, read_ledger
+from client.release import SiteRelease, make_release
 from client.site_check import SiteCheckReport, check_site
 from client.site_daemon import SiteDaemonConfigError, run_site_daemon
 from client.site_keypair import PRIVATE_KEY_FILE, create_site_keys
+from client.site_limits import check_site_limits
 from client.tls_probe import probe_server_certificate
 from shared.app_bundle import AppBundleError
 from shared.cert_validity import certificate_validity
-from shared.config import ConfigError, RunConfig, SiteConfig
+from shared.config import ConfigError, RunConfig, SiteConfig, SiteLimits
 from shared.flower_cli import FlowerCommandNotFoundError
 from shared.run_file import read_run_file
+from shared.site_errors import SiteRefusal
 from shared.wire_keys import ConfigKey, RecordKey
 
 site_app = typer.Typer(help="Commands for hospital IT, run next to the site's data.",
@@ -162,15 +165,19 @@ def _print_check(report: SiteCheckReport) -> None:
     console.print(f"Usable studies: {report.usable} ({report.train} train, {report.eval} held out) "
                   f"of {len(report.studies)} found; modalities {list(report.modalities)}: "
                   + ", ".join(f"{m} in {n}" for m, n in report.modality_studies.items()))
+    chances = ", ".join(f"{m} {report.modality_patients.get(m, 0)} patients ({p:.0%})"
+                        for m, p in report.release_chances.items())
     if report.shares_statistics:
-        console.print(f"[green]Statistics:[/] the site meets the minimum of {report.min_studies} "
-                      f"studies (privacy.min_studies); round 0 releases noised statistics for "
-                      f"{report.released_modalities}. See exactly what: `fedmm site stats "
-                      "--dry-run --config ...`.")
+        console.print(f"[green]Statistics:[/] {report.patients} patients (the privacy unit); "
+                      f"round 0 releases a modality when its noisy patient count clears the "
+                      f"minimum of {report.min_studies} (privacy.min_studies). Chance per "
+                      f"modality: {chances}. See exactly what: `fedmm site stats --dry-run "
+                      "--config ...`.")
     else:
-        console.print(f"[yellow]Statistics:[/] {report.usable} usable studies is below the minimum "
-                      f"of {report.min_studies} (privacy.min_studies): this site withholds its "
-                      "statistics and still trains.")
+        console.print(f"[yellow]Statistics:[/] {report.patients} patients: too few for the noisy "
+                      f"count to clear the minimum of {report.min_studies} (privacy.min_studies) "
+                      f"at the run's epsilon, so this site most likely withholds its statistics "
+                      f"and still trains. Chance per modality: {chances}.")
     if report.eval < 2:
         console.print("[yellow]Held-out loss: fewer than 2 held-out studies, so this site reports "
                       "no held-out loss (add studies to change that).[/]")
@@ -283,25 +290,28 @@ def stats_command(
                                               "per sub-folder, BraTS 2021 layout).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the payload; send nothing.")] = False,
     config: Annotated[Path | None, typer.Option(
-        "--config", help="The site's site.toml: its data folder, state folder and run file.")] = None,
+        "--config", help="The site's site.toml: its data folder, state folder, limits and run "
+        "file.")] = None,
     run_config: Annotated[Path | None, typer.Option(
         "--run-config", help="JSON RunConfig of the run to join (default: fedmm's defaults).")] = None,
     state: Annotated[Path | None, typer.Option(
-        "--state", help="The site's state folder (the release is kept there and reused in "
-        "round 0). Default: a temporary folder.")] = None,
+        "--state", help="The site's state folder (its privacy ledger keeps the release, which "
+        "round 0 re-sends). Default: a temporary folder.")] = None,
 ) -> None:
-    """Print exactly the statistics payload this site would send in round 0."""
+    """Print exactly the statistics payload this site would send in round 0, with its epsilon
+    and the site's privacy budget spent and left."""
     if not dry_run:
         console.print("Statistics are only sent by a running site daemon in round 0. "
                       "Add --dry-run to print the payload it would send.")
         raise typer.Exit(2)
+    limits: SiteLimits | None = None
     if config is not None:
         if data is not None or state is not None or run_config is not None:
             raise _fail("--config gives the data folder, state folder and run file; do not "
                         "combine it with --data, --state or --run-config.")
         site = _site_config(config)
         cfg = _run_settings(site)
-        data, state = site.data_dir, site.state_dir
+        data, state, limits = site.data_dir, site.state_dir, site.limits
     elif data is None:
         raise _fail("Expected --config site.toml or --data DIR, got neither.")
     else:
@@ -313,10 +323,64 @@ def stats_command(
     if not data.is_dir():
         raise _fail(f"Data folder {data} is not a folder. Expected the site's data folder.")
     with tempfile.TemporaryDirectory(prefix="fedmm-site-") as tmp:
-        site_cfg = SiteConfig(data_dir=data.resolve(), state_dir=(state or Path(tmp)).resolve())
-        release = release_site_stats(cfg, site_cfg)
-    payload = {RecordKey.STATS.value: {ConfigKey.STATS_JSON.value: release.to_json()}}
+        site_cfg = SiteConfig(data_dir=data.resolve(), state_dir=(state or Path(tmp)).resolve(),
+                              limits=limits)
+        try:
+            check_site_limits(cfg, limits)  # what round 0 checks first
+            release = make_release(cfg, site_cfg)
+        except SiteRefusal as err:
+            raise _fail(err) from err
+    payload = {RecordKey.STATS.value: {ConfigKey.STATS_JSON.value: release.stats.to_json()}}
     console.print("[bold]This is the whole message content the site would send in round 0[/] "
-                  "(no site name, no study ids, counts only as a coarse bucket):")
+                  "(no site name, no study ids, counts only as a coarse bucket of a noisy count):")
     print(json.dumps(payload, indent=2))
-    print(json.dumps(json.loads(release.to_json()), indent=2))
+    print(json.dumps(json.loads(release.stats.to_json()), indent=2))
+    _print_accounting(release, kept=state is not None)
+
+
+def _print_accounting(release: SiteRelease, *, kept: bool) -> None:
+    entry = release.entry
+    how = ("drawn now and booked in the privacy ledger" if release.fresh else
+           f"re-sent from the privacy ledger (drawn {entry.time}; no new cost)")
+    console.print(f"Privacy: this release is epsilon {entry.epsilon:g}-differentially private "
+                  f"per patient, {how}.", highlight=False)
+    budget = ("no lifetime budget (no site limits)" if release.budget is None else
+              f"lifetime budget {release.budget:g}, left {release.left:g}")
+    console.print(f"Privacy ledger: epsilon {release.spent:g} spent in total; {budget}.",
+                  highlight=False)
+    if not kept:
+        console.print("[yellow]The state folder was temporary: nothing was kept, and round 0 will "
+                      "draw its own release. Use --config site.toml (or --state) to draw the one "
+                      "round 0 sends.[/]")
+
+
+@site_app.command("privacy")
+def privacy_command(config: SiteConfigOption = Path(SITE_CONFIG_FILE)) -> None:
+    """Print the site's privacy ledger: every statistics release, the epsilon spent and left."""
+    site = _site_config(config)
+    ledger = read_ledger(site.state_dir)
+    limits = site.limits
+    print(f"privacy ledger: {site.state_dir / LEDGER_FILE}")
+    for number, entry in enumerate(ledger.entries, start=1):
+        covers = entry.covers
+        print(f"release {number}: drawn {entry.time}, epsilon {entry.epsilon:g}, unit "
+              f"{covers.get('unit', 'study (before issue 13)')}")
+        if covers:
+            print(f"  covers: modalities {','.join(covers.get('modalities', []))}; "
+                  f"{covers.get('hist_bins')} bins; percentiles {covers.get('percentile_low')}-"
+                  f"{covers.get('percentile_high')}; {covers.get('spacing_mm')} mm; fields "
+                  f"{','.join(covers.get('fields', []))}")
+        else:
+            print("  covers: not recorded (a line from before draws were kept; never re-sent)")
+        print(f"  mechanism: {entry.mechanism}")
+        print(f"  fingerprint: {entry.fingerprint[:16]}")
+    spent = ledger.spent(unreadable_cost=limits.max_epsilon_per_release)
+    if ledger.unreadable:
+        worst = max([e.epsilon for e in ledger.entries] + [limits.max_epsilon_per_release])
+        console.print(f"[red]{ledger.unreadable} unreadable line(s): each counts as epsilon "
+                      f"{worst:g} spent. Fix: keep the file as it is (it is the site's record; "
+                      "never delete lines).[/]", highlight=False)
+    print(f"releases: {len(ledger.entries) + ledger.unreadable}")
+    print(f"epsilon spent: {spent:g}")
+    print(f"lifetime budget: {limits.max_epsilon_total:g} ([limits].max_epsilon_total)")
+    print(f"epsilon left: {max(limits.max_epsilon_total - spent, 0.0):g}")

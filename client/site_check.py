@@ -15,6 +15,7 @@ from typing import Any
 import nibabel as nib
 
 from client.data import DataProblem, get_adapter
+from client.privacy import plan_release, release_chance
 from client.session import open_dataset
 from shared.config import RunConfig, SiteConfig
 
@@ -51,8 +52,12 @@ class SiteCheckReport:
         studies: every study the adapter found, usable or not.
         problems: every problem found (files skipped, with the fix), without repeats.
         fatal: why training cannot use this folder at all ("" when it can).
-        min_studies: the run's minimum for releasing statistics (privacy.min_studies).
+        min_studies: the run's minimum for releasing statistics (privacy.min_studies, k,
+            in patients).
         modality_studies: usable studies per modality of the run.
+        modality_patients: patients (the privacy unit) with a usable study per modality.
+        release_chances: per modality, the chance that round 0's noisy count releases it
+            (client/privacy.py; computed here from exact counts, shown only on the site).
     """
 
     data_dir: Path
@@ -64,6 +69,9 @@ class SiteCheckReport:
     train: int = 0
     eval: int = 0
     modality_studies: dict[str, int] = field(default_factory=dict)
+    patients: int = 0
+    modality_patients: dict[str, int] = field(default_factory=dict)
+    release_chances: dict[str, float] = field(default_factory=dict)
 
     @property
     def usable(self) -> int:
@@ -71,13 +79,13 @@ class SiteCheckReport:
 
     @property
     def shares_statistics(self) -> bool:
-        """True when round 0 will release statistics (enough usable studies)."""
-        return self.usable >= self.min_studies
+        """True when round 0 more likely than not releases statistics (some modality)."""
+        return bool(self.released_modalities)
 
     @property
     def released_modalities(self) -> list[str]:
-        """Modalities seen in enough studies to be part of the release."""
-        return [m for m, n in self.modality_studies.items() if n >= self.min_studies]
+        """Modalities that round 0 more likely than not releases."""
+        return [m for m, p in self.release_chances.items() if p >= 0.5]
 
     @property
     def ready(self) -> bool:
@@ -146,4 +154,19 @@ def check_site(cfg: RunConfig, site: SiteConfig) -> SiteCheckReport:
         ))
     for m in cfg.data.modalities:
         report.modality_studies.setdefault(m, 0)
+    if dataset is not None:
+        _release_outlook(report, cfg, dataset.patient_study_stats())
     return report
+
+
+def _release_outlook(report: SiteCheckReport, cfg: RunConfig,
+                     studies: list[tuple[str, str, dict[str, Any]]]) -> None:
+    """Patients per modality and the chance that round 0 releases each modality."""
+    report.patients = len({subject for subject, _, _ in studies})
+    plan = plan_release(modalities=tuple(sorted(cfg.data.modalities)), bins=cfg.data.hist_bins,
+                        epsilon=cfg.privacy.epsilon)
+    for m, name in enumerate(cfg.data.modalities):
+        n = len({subject for subject, _, stats in studies if float(stats["present"][m]) > 0.5})
+        report.modality_patients[name] = n
+        report.release_chances[name] = release_chance(
+            n, min_patients=cfg.privacy.min_studies, scale=plan.mechanisms[(name, "count")].scale)

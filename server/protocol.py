@@ -163,6 +163,18 @@ def _update_privacy(cfg: RunConfig, metrics: MetricsLog, grid: Grid) -> UpdatePr
     return UpdatePrivacy(cfg.privacy.updates, population=population, history=history)
 
 
+def statistics_privacy_summary(pool: StatsPool | None) -> dict[str, Any]:
+    """The model card's account of round 0's releases: each site's epsilon, no ids.
+
+    Sites hold different patients, so each patient's guarantee is their own site's
+    epsilon; ``total_epsilon`` (the sum) bounds a patient whose studies are at every site.
+    """
+    epsilons = sorted(pool.release_epsilons) if pool else []
+    return {"unit": "patient", "definition": "pure epsilon-DP, add/remove one patient",
+            "release_epsilons": epsilons, "max_epsilon": max(epsilons, default=0.0),
+            "total_epsilon": sum(epsilons), "details": "docs/privacy.md"}
+
+
 def _initial_encoder(cfg: RunConfig, preset: str) -> MultiModalEncoder:
     torch.manual_seed(cfg.seed)  # every run with this seed starts from the same weights
     return build_encoder(preset)
@@ -300,6 +312,7 @@ def run_pretraining(grid: Grid, cfg: RunConfig, *, preset: str) -> Path:
         "pool": {"contributors": pool.contributors if pool else 0,
                  "withheld": pool.withheld if pool else 0,
                  "modalities": sorted(pool.modalities) if pool else []},
+        "statistics_privacy": statistics_privacy_summary(pool),
         "final_metrics": {"train_loss": metrics.latest("train"),
                           "eval_loss": metrics.latest("evaluate")},
         "site_local": "normalization-layer parameters stayed on the sites; the exported "

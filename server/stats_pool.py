@@ -12,6 +12,7 @@ def pool_site_stats(releases: Sequence[SiteStats], *, rng: random.Random) -> Sta
     """Pool per modality and shuffle, so an entry cannot be traced to the node that sent it.
 
     Withheld releases (sites below the k-threshold) contribute nothing but are counted.
+    Every release's epsilon is kept, sorted and without its node, for the model card.
     """
     per_modality: dict[str, list[ModalityStats]] = {}
     contributors = withheld = 0
@@ -28,4 +29,5 @@ def pool_site_stats(releases: Sequence[SiteStats], *, rng: random.Random) -> Sta
         modalities={k: tuple(v) for k, v in sorted(per_modality.items())},
         contributors=contributors,
         withheld=withheld,
+        release_epsilons=tuple(sorted(r.epsilon for r in releases)),
     )

@@ -332,12 +332,23 @@ class UpdatePrivacyConfig(FrozenModel):
 
 
 class PrivacyConfig(FrozenModel):
-    """What a site's statistics must satisfy before they may leave it (client/privacy.py)."""
+    """What a site's statistics must satisfy before they may leave it (client/privacy.py).
 
-    min_studies: int = Field(default=5, ge=1, description="Below this, a site withholds its stats.")
+    The privacy unit is the patient: ``epsilon`` bounds what one release reveals about any
+    one patient of a site, however many studies the patient has (docs/privacy.md).
+    """
+
+    min_studies: int = Field(
+        default=5, ge=1,
+        description="k, in patients: a modality is released only when its noisy patient count "
+        "clears k (with fewer than k patients: at most a 5 % chance); a site that releases no "
+        "modality withholds its statistics. The name is kept from when the unit was a study.",
+    )
     epsilon: float = Field(
-        default=8.0, gt=0,
-        description="Total Laplace-mechanism budget for one SiteStats release (all modalities).",
+        default=2.0, gt=0, allow_inf_nan=False,
+        description="Pure-DP budget of one statistics release, all modalities and fields "
+        "together, per patient (2: an observer's odds on any patient's presence change by at "
+        "most e^2 = 7.4x; docs/privacy.md explains the choice).",
     )
     updates: UpdatePrivacyConfig = UpdatePrivacyConfig()
 

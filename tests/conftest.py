@@ -6,6 +6,11 @@ import os
 
 import pytest
 
+# Rich sizes module-level consoles from COLUMNS when they are created, and CI has no terminal
+# (80 columns): messages that tests search would be folded mid-word. Set before any test module
+# imports a CLI.
+os.environ["COLUMNS"] = "400"
+
 
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_caches(tmp_path_factory: pytest.TempPathFactory) -> None:

@@ -110,11 +110,13 @@ class SiteDataset:
     def __init__(
         self, *, data: DataConfig, splits: Mapping[Split, PersistentDataset],
         stats: Mapping[str, Mapping[str, np.ndarray]], problems: Sequence[DataProblem],
+        subjects: Mapping[str, str] | None = None,
     ) -> None:
         self.data = data
         self._splits = dict(splits)
         self._stats = dict(stats)
         self._problems = tuple(problems)
+        self._subjects = dict(subjects or {})
 
     @staticmethod
     def _ids(ds: PersistentDataset) -> tuple[str, ...]:
@@ -185,6 +187,20 @@ class SiteDataset:
             raise ValueError(f"expected split to be one of {list(_SPLITS)}, got {split!r}.")
         ids = self.train_ids if split == "train" else self.eval_ids
         return [{k: np.array(v) for k, v in self._stats[sid].items()} for sid in ids]
+
+    def subject_of(self, study_id: str) -> str:
+        """The patient a study belongs to (``StudyRecord.subject``: the study itself when the
+        layout records no patient)."""
+        return self._subjects.get(study_id, study_id)
+
+    def patient_study_stats(self) -> list[tuple[str, str, dict[str, np.ndarray]]]:
+        """``(subject, study_id, stats)`` for every valid study of both splits, sorted by
+        subject then study id; ``stats`` as in :meth:`study_stats`. Stays on the site: the
+        statistics release bounds each patient's contribution from it
+        (client/patient_contributions.py)."""
+        rows = [(self.subject_of(sid), sid, {k: np.array(v) for k, v in self._stats[sid].items()})
+                for sid in (*self.train_ids, *self.eval_ids)]
+        return sorted(rows, key=lambda row: (row[0], row[1]))
 
 
 def load_site_dataset(
@@ -265,7 +281,9 @@ def load_site_dataset(
         for split, ids in zip(_SPLITS, (train_ids, eval_ids), strict=True)
     }
     stats = {sid: entry.stats for sid, entry in entries if entry.valid and entry.stats}
-    return SiteDataset(data=data, splits=splits, stats=stats, problems=problems)
+    subjects = {r.study_id: r.subject for r in discovery.studies if r.study_id in items}
+    return SiteDataset(data=data, splits=splits, stats=stats, problems=problems,
+                       subjects=subjects)
 
 
 def _item(record: StudyRecord, *, data: DataConfig, fingerprint: str) -> dict[str, Any]:

@@ -33,6 +33,7 @@ from safetensors.torch import load_file
 
 from client.site_keypair import create_site_keys
 from shared.app_bundle import app_dir, app_sha256
+from shared.config import PrivacyConfig
 from shared.flower_cli import flower_bin, flower_env, processes_using_home
 from shared.model import load_pretrained_encoder
 from simulations.phantom import PhantomConfig, generate_phantom
@@ -189,7 +190,10 @@ def test_three_sites_two_rounds_end_to_end(deployment: Deployment, two_round_run
         p.name for p in (out / "checkpoints").iterdir()}
     assert all(k.startswith("encoder.") for k in load_file(out / "checkpoints" / "round_0002.safetensors"))
     card = json.loads((out / "model_card.json").read_text())
-    assert card["pool"]["contributors"] == 3
+    # Each site released (three patients each: under the default epsilon most likely
+    # withheld, by a noisy count), and the card lists every release's epsilon.
+    assert card["pool"]["contributors"] + card["pool"]["withheld"] == 3
+    assert card["statistics_privacy"]["release_epsilons"] == [PrivacyConfig().epsilon] * 3
     # heads and optimizer state stayed on each site's own disk
     assert run.site_rounds == {s.name: [1, 2] for s in members(deployment)}
     listed = json.loads(fedmm_inline("server", "sites", "--config", str(deployment.server_config),

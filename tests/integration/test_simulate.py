@@ -38,6 +38,9 @@ round_timeout_s = 300
 connect_timeout_s = 120
 [privacy]
 min_studies = 2
+# A simulation has no site limits: an epsilon this large makes the noisy counts of four
+# patients clear k = 2 (almost) surely, so the run exercises a non-empty pool.
+epsilon = 1000.0
 {extra}"""
 
 
@@ -72,6 +75,9 @@ def test_two_sites_one_round_exports_a_loadable_encoder(tiny_run) -> None:
     card = json.loads((out / "model_card.json").read_text())
     assert card["rounds"] == 1 and card["sites"] == 2
     assert card["pool"]["contributors"] == 2 and "t1" in card["pool"]["modalities"]
+    privacy = card["statistics_privacy"]
+    assert privacy["unit"] == "patient" and privacy["release_epsilons"] == [1000.0, 1000.0]
+    assert privacy["total_epsilon"] == 2000.0
 
 
 def test_metrics_per_round_and_site(tiny_run) -> None:

@@ -11,7 +11,7 @@ from server.deploy_config import load_server_config
 
 
 def invoke(*args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(server_app, list(args))
+    result = CliRunner().invoke(server_app, list(args), env={"COLUMNS": "400"})
     return result.exit_code, result.output
 
 

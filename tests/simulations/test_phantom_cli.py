@@ -96,7 +96,7 @@ def test_generates_phantom_and_preview(runner: CliRunner, app: typer.Typer, tmp_
     png = out / "preview.png"
     assert png.is_file()
     before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
-    result = runner.invoke(app, [*TINY, "--out", str(out)])
+    result = runner.invoke(app, [*TINY, "--out", str(out)], env={"COLUMNS": "400"})
     assert result.exit_code == 0 and "up to date" in result.output
     # A cached run rewrites nothing, the preview included.
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == before
