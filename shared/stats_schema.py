@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from shared.config import FrozenModel
 from shared.modalities import CANONICAL_MODALITIES
@@ -39,6 +39,8 @@ def bucket_study_count(n: int) -> BucketLabel:
 class ModalityStats(FrozenModel):
     """Noised foreground statistics of one modality at one site."""
 
+    model_config = ConfigDict(allow_inf_nan=False)  # NaN passes comparisons; JSON has none
+
     mean: float = Field(ge=0, le=1)
     std: float = Field(gt=0, le=1)
     histogram: tuple[float, ...] = Field(min_length=4, max_length=256)
@@ -53,6 +55,8 @@ class ModalityStats(FrozenModel):
 
 class SiteStats(FrozenModel):
     """One site's anonymized release (built only by client/privacy.py)."""
+
+    model_config = ConfigDict(allow_inf_nan=False)  # NaN passes comparisons; JSON has none
 
     schema_id: Literal["fedmm.site-stats/1"] = "fedmm.site-stats/1"
     withheld: bool
@@ -87,6 +91,8 @@ class SiteStats(FrozenModel):
 
 class StatsPool(FrozenModel):
     """The server's anonymous pool: per modality, the shuffled released ModalityStats."""
+
+    model_config = ConfigDict(allow_inf_nan=False)  # NaN passes comparisons; JSON has none
 
     schema_id: Literal["fedmm.stats-pool/1"] = "fedmm.stats-pool/1"
     modalities: dict[str, tuple[ModalityStats, ...]] = Field(default_factory=dict)
