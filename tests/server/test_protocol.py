@@ -1,4 +1,4 @@
-"""The round protocol against a bad site, on a fake Grid: rejected replies, dropped releases, kept encoders."""
+"""The round protocol against a bad site, on a fake Grid: rejected replies, dropped releases."""
 
 from __future__ import annotations
 
