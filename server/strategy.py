@@ -156,11 +156,10 @@ class EncoderOnly(FedAvg):
                                 max_weight_ratio=fed.max_weight_ratio)
         accepted = []
         for (msg, candidate), verdict in zip(candidates, verdicts, strict=True):
-            if not verdict.accepted:
+            if not verdict.accepted or candidate.arrays is None:  # accepted ones have arrays
                 log.warning("Round %d: node %s's update rejected (%s): %s", server_round,
                             verdict.node, verdict.rejected, verdict.reason)
                 continue
-            assert candidate.arrays is not None  # accepted replies have decoded arrays
             content = RecordDict({
                 RecordKey.ARRAYS: ArrayRecord({k: Array(candidate.arrays[k]) for k in sent}),
                 RecordKey.METRICS: MetricRecord({MetricKey.NUM_EXAMPLES: verdict.weight}),
