@@ -21,9 +21,12 @@ variant with differential privacy on its updates at two noise levels:
     cyclic         cyclic weight transfer: one model visits the real sites in turn each
                    round, with their local steps, and is never averaged
     federated_dp, federated_dp_weak
-                   federated with [privacy.updates]: client-side clipping at
-                   --update-dp-clip, noise multiplier 1.0 and 0.1 (the epsilon each run
-                   spent is in its model card and in the results)
+                   federated with [privacy.updates]: Flower's client-side fixed clipping,
+                   noise multiplier 1.0 and 0.1 (the epsilon each run spent is in its model
+                   card and in the results). The clipping norm is fixed by a rule, not
+                   tuned: the median of the training sites' update norms over all rounds of
+                   the same seed's federated run without DP (metrics.json, update-norm),
+                   so clipping bites about half of the updates; --update-dp-clip sets one.
 
     python benchmarks/quality.py            # the committed default (about 40 min on 2 cores)
     python benchmarks/quality.py --quick    # a minutes-long smoke version (the test suite runs it)
@@ -59,7 +62,7 @@ import torch
 VARIANTS = ("scratch", "local_only", "federated", "centralized")
 CONTROL_VARIANTS = ("federated_iid", "cyclic")
 #: The cost of update DP ([privacy.updates]): the federated variant with Flower's client-side
-#: fixed clipping at --update-dp-clip and these noise multipliers.
+#: fixed clipping (median_update_norm, or --update-dp-clip) and these noise multipliers.
 UPDATE_DP_VARIANTS = {"federated_dp_weak": 0.1, "federated_dp": 1.0}
 OPTIONAL_VARIANTS = (*CONTROL_VARIANTS, *UPDATE_DP_VARIANTS)
 RESULTS = Path(__file__).parent / "results"
@@ -95,7 +98,7 @@ class QualityConfig:
     strategy: str = "fedavg"
     site_local_norm: bool = True        # FedBN-style: normalization affine stays on the sites
     variants: tuple[str, ...] = VARIANTS
-    update_dp_clip: float = 1.0         # clipping norm of the update-DP variants
+    update_dp_clip: float | None = None  # update-DP clipping norm; None: median_update_norm
 
     @classmethod
     def quick(cls) -> QualityConfig:
@@ -166,12 +169,12 @@ def _run_job(job: Job, cfg_json: str, data_root: str, train_sites: list[str],
 
 
 def pretraining_config(cfg: QualityConfig, *, seed: int, num_sites: int,
-                       update_noise: float | None = None) -> dict[str, Any]:
+                       update_noise: float | None = None, clip: float = 1.0) -> dict[str, Any]:
     """The RunConfig (as a raw dict) every pretraining variant of this benchmark uses; with
-    ``update_noise``, the federated run with update DP at that noise multiplier."""
+    ``update_noise``, the federated run with update DP at that noise multiplier and ``clip``."""
     from shared.pretext.selection import parse_pretext_option
 
-    updates = ({"updates": {"enabled": True, "clipping": "client", "clipping_norm": cfg.update_dp_clip,
+    updates = ({"updates": {"enabled": True, "clipping": "client", "clipping_norm": clip,
                             "noise_multiplier": update_noise}} if update_noise is not None else {})
     return {"seed": seed,
             "model": {"site_local_norm": cfg.site_local_norm},
@@ -181,6 +184,26 @@ def pretraining_config(cfg: QualityConfig, *, seed: int, num_sites: int,
             "federation": {"num_rounds": cfg.rounds, "min_nodes": num_sites,
                            "strategy": {"name": cfg.strategy}},
             "privacy": {"min_studies": 2, **updates}}
+
+
+def median_update_norm(run_dir: Path) -> float:
+    """The median of the sites' update norms over every round of a finished run (metrics.json,
+    ``update-norm`` per site: what the server measured before aggregating)."""
+    from server.metrics_log import METRICS_FILE
+
+    path = run_dir / METRICS_FILE
+    if not path.is_file():
+        raise SystemExit(f"Expected the federated run's {path} to set the update-DP clipping norm "
+                         "from, found none. Run the federated variant too (add federated to "
+                         "--variants) or pass --update-dp-clip.")
+    rounds = json.loads(path.read_text())["rounds"]
+    norms = [site["update-norm"] for r in rounds for site in r["train"]["sites"].values()
+             if isinstance(site.get("update-norm"), int | float)]
+    if not norms:
+        raise SystemExit(f"Expected update norms in {path}, found none (a run from before the "
+                         "server measured them). Delete that run folder to pretrain it again, "
+                         "or pass --update-dp-clip.")
+    return float(statistics.median(norms))
 
 
 def pretrain(cfg: QualityConfig, *, seed: int, data_root: Path, train_sites: list[str],
@@ -203,9 +226,11 @@ def pretrain(cfg: QualityConfig, *, seed: int, data_root: Path, train_sites: lis
     run_raw = pretraining_config(cfg, seed=seed, num_sites=len(train_sites))
     out: dict[str, Any] = {"seconds": {}}
 
-    def federate(variant: str, root: Path, *, update_noise: float | None = None) -> Path:
+    def federate(variant: str, root: Path, *, update_noise: float | None = None,
+                 clip: float = 1.0) -> Path:
         raw = (run_raw if update_noise is None else
-               pretraining_config(cfg, seed=seed, num_sites=len(train_sites), update_noise=update_noise))
+               pretraining_config(cfg, seed=seed, num_sites=len(train_sites),
+                                  update_noise=update_noise, clip=clip))
         scenario = build_scenario({**raw, "simulation": {"sites": len(train_sites),
                                                          "data_root": str(root)}},
                                   source="quality benchmark")
@@ -223,7 +248,9 @@ def pretrain(cfg: QualityConfig, *, seed: int, data_root: Path, train_sites: lis
         out["fed_run"] = str(federate("federated", data_root))
     for variant, noise in UPDATE_DP_VARIANTS.items():
         if variant in cfg.variants:
-            federate(variant, data_root, update_noise=noise)
+            clip = (cfg.update_dp_clip if cfg.update_dp_clip is not None
+                    else median_update_norm(work / f"federated-seed{seed}"))
+            federate(variant, data_root, update_noise=noise, clip=clip)
     if "federated_iid" in cfg.variants:
         federate("federated_iid", iid_site_folders(data_root, train_sites,
                                                    work / f"iid-seed{seed}" / "data", seed=seed))
@@ -504,18 +531,22 @@ def goals(results: dict[str, dict[str, dict[str, float]]], fraction: str,
     return out
 
 
-def update_privacy_markdown(spent: dict[str, dict[str, dict[str, Any]]], *, clip: float) -> str:
-    """What each update-DP variant spent, per seed (empty when none ran)."""
+def update_privacy_markdown(spent: dict[str, dict[str, dict[str, Any]]]) -> str:
+    """What each update-DP variant spent and clipped at, per seed (empty when none ran)."""
     if not spent:
         return ""
-    rows = ["| variant | noise multiplier | clipping norm | epsilon (delta) per seed |", "|---|---|---|---|"]
+    rows = ["| variant | noise multiplier | clipping norm per seed | epsilon (delta) per seed |",
+            "|---|---|---|---|"]
     for variant, noise in UPDATE_DP_VARIANTS.items():
-        per_seed = [f"{p[variant]['epsilon']:.1f} ({p[variant]['delta']:g})" for p in spent.values()
-                    if variant in p]
-        if per_seed:
-            rows.append(f"| {variant} | {noise:g} | {clip:g} | {', '.join(per_seed)} |")
+        cards = [p[variant] for p in spent.values() if variant in p]
+        if cards:
+            clips = ", ".join(f"{c['clipping_norm']:.3g}" for c in cards)
+            eps = ", ".join(f"{c['epsilon']:.1f} ({c['delta']:g})" for c in cards)
+            rows.append(f"| {variant} | {noise:g} | {clips} | {eps} |")
     return ("\nUpdate DP (Flower's client-side fixed clipping and Gaussian noise, RDP accounting at "
-            "the level of sites, over all rounds of the run):\n\n" + "\n".join(rows) + "\n")
+            "the level of sites, over all rounds of the run; the clipping norm is the median "
+            "update norm of the same seed's federated run without DP unless --update-dp-clip "
+            "set it):\n\n" + "\n".join(rows) + "\n")
 
 
 def bar_chart(results: dict[str, dict[str, dict[str, float]]], path: Path) -> None:
@@ -632,7 +663,8 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"comma-separated variants (default {','.join(VARIANTS)}; controls: "
                         f"{','.join(CONTROL_VARIANTS)}; update DP: {','.join(UPDATE_DP_VARIANTS)})")
     parser.add_argument("--update-dp-clip", type=float, default=None,
-                        help="clipping norm of the update-DP variants (default 1.0)")
+                        help="clipping norm of the update-DP variants (default: the median update norm of "
+                        "the same seed's federated run without DP)")
     parser.add_argument("--tasks", default=None,
                         help="comma-separated fine-tuning tasks (default segmentation,classification)")
     parser.add_argument("--label-fractions", default=None,
@@ -671,6 +703,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.site_local_norm is not None:
         overrides["site_local_norm"] = args.site_local_norm == "true"
     cfg = replace(cfg, **overrides)
+    if (cfg.update_dp_clip is None and "federated" not in cfg.variants
+            and any(v in cfg.variants for v in UPDATE_DP_VARIANTS)):
+        parser.error("--variants: the update-DP variants take their clipping norm from the "
+                     "federated run without DP, which is not among them; add federated or "
+                     "pass --update-dp-clip")
     name = args.name or ("quality_quick" if args.quick else "quality")
     doc = run_quality(cfg, work=args.work_dir.resolve())
     doc["command"] = " ".join(["python benchmarks/quality.py",
@@ -693,7 +730,7 @@ def main(argv: list[str] | None = None) -> int:
         f"anything was predicted there):\n\n{split_markdown(results)}\n\n"
         f"Effective dimensions of the encoders' deepest features on the test site's studies "
         f"(participation ratio; scratch = the random initialisation):\n\n{dims}\n"
-        + update_privacy_markdown(doc["update_privacy"], clip=cfg.update_dp_clip))
+        + update_privacy_markdown(doc["update_privacy"]))
     bar_chart(results, args.out_dir / f"{name}.png")
     if doc["fed_run"]:
         from simulations.report import write_run_report

@@ -14,7 +14,8 @@ from flwr.clientapp import ClientApp
 
 from client.error_mod import contain_errors
 from client.evaluate import evaluate_round
-from client.guard import outgoing_guard
+from client.guard import expected_arrays, outgoing_guard
+from client.incoming_checks import IncomingRefusal, check_global_arrays, check_pool
 from client.release import release_site_stats
 from client.site_config import resolve_site
 from client.site_limits import check_site_limits
@@ -22,7 +23,7 @@ from client.train import train_round
 from client.update_clipping import clip_updates
 from shared.config import RunConfig, SiteConfig
 from shared.stats_schema import StatsPool
-from shared.wire import decode_round_config
+from shared.wire import InvalidPoolError, decode_round_config
 from shared.wire_keys import ConfigKey, RecordKey
 
 app = ClientApp(mods=[contain_errors, outgoing_guard, clip_updates])
@@ -30,8 +31,11 @@ app = ClientApp(mods=[contain_errors, outgoing_guard, clip_updates])
 
 def _decode(msg: Message, context: Context) -> tuple[RunConfig, SiteConfig, StatsPool | None, int]:
     """The run config, this site's own settings, the pool and the round; refuses a run
-    that asks for more than the site's limits allow."""
-    cfg, pool, server_round = decode_round_config(msg.content[RecordKey.CONFIG])
+    that asks for more than the site's limits allow, and a pool that does not validate."""
+    try:
+        cfg, pool, server_round = decode_round_config(msg.content[RecordKey.CONFIG])
+    except InvalidPoolError as err:
+        raise IncomingRefusal(str(err)) from err
     site = resolve_site(context.node_config, cfg)
     check_site_limits(cfg, site.limits)
     return cfg, site, pool, server_round
@@ -47,12 +51,20 @@ def stats(msg: Message, context: Context) -> Message:
 
 
 def _round_inputs(msg: Message, context: Context) -> dict[str, Any]:
-    """Decode and validate what train and evaluate both receive."""
+    """Decode and validate what train and evaluate both receive: a finite encoder of the
+    run's shapes and a well-formed pool, or a refusal (client/incoming_checks.py)."""
     cfg, site, pool, server_round = _decode(msg, context)
+    record = msg.content.array_records.get(RecordKey.ARRAYS)
+    if record is None:
+        raise IncomingRefusal(f"The server's message holds no {RecordKey.ARRAYS.value!r} record; "
+                              "expected the global encoder.")
+    global_arrays = record.to_torch_state_dict()
+    check_global_arrays(global_arrays, expected_arrays(cfg))
+    check_pool(pool, cfg)
     return {
         "cfg": cfg,
         "site": site,
-        "global_arrays": msg.content.array_records[RecordKey.ARRAYS].to_torch_state_dict(),
+        "global_arrays": global_arrays,
         "pool": pool,
         "server_round": server_round,
     }

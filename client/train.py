@@ -16,7 +16,7 @@ from client.fedema import FedEmaBlend, compatible, fedema_blend
 from client.fedprox import ProximalTerm, global_parameters
 from client.session import SiteSession, site_seed
 from shared.coarse_counts import coarse_count
-from shared.config import RunConfig, SiteConfig
+from shared.config import FedEmaConfig, FedProxConfig, RunConfig, SiteConfig
 from shared.model import global_state, load_global_state
 from shared.pretext.shared_heads import (
     head_arrays,
@@ -62,7 +62,7 @@ def _optimizer(session: SiteSession) -> tuple[torch.optim.Optimizer, str]:
 
 
 def _fedema_start(session: SiteSession, global_arrays: Mapping[str, torch.Tensor],
-                  server_round: int) -> FedEmaBlend:
+                  server_round: int, *, tau: float) -> FedEmaBlend:
     """FedEMA: the encoder this site trains from, blended from its previous one.
 
     A previous encoder from a round that is not earlier than this one (another run using
@@ -78,8 +78,7 @@ def _fedema_start(session: SiteSession, global_arrays: Mapping[str, torch.Tensor
                     "run's round %d or model; starting from the global encoder.",
                     state.fedema_round, server_round)
         previous, lam = None, None
-    return fedema_blend(global_arrays, previous, lam=lam,
-                        tau=session.cfg.federation.strategy.fedema_tau)
+    return fedema_blend(global_arrays, previous, lam=lam, tau=tau)
 
 
 def train_round(
@@ -106,13 +105,14 @@ def train_round(
     require_consent(cfg, site_allows=site.share_templates)
     strategy = cfg.federation.strategy
     session = SiteSession.open(cfg, site, pool=pool, server_round=server_round)
-    fedema = _fedema_start(session, global_arrays, server_round) if strategy.name == "fedema" else None
+    fedema = (_fedema_start(session, global_arrays, server_round, tau=strategy.fedema_tau)
+              if isinstance(strategy, FedEmaConfig) else None)
     encoder_arrays, shared_head = split_arrays(fedema.arrays if fedema is not None else global_arrays)
     load_global_state(session.encoder, encoder_arrays, site_local_norm=cfg.model.site_local_norm)
     load_head_arrays(cfg, session.heads, shared_head)
     prox = (ProximalTerm(global_parameters(session.encoder, site_local_norm=cfg.model.site_local_norm),
                          mu=strategy.proximal_mu)
-            if strategy.name == "fedprox" else None)
+            if isinstance(strategy, FedProxConfig) else None)
     opt, signature = _optimizer(session)
     seed = site_seed(cfg, site, server_round)
     generator = torch.Generator().manual_seed(seed)

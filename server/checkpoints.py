@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from server.release_checks import restore_pool
 from shared.stats_schema import StatsPool
 
 CHECKPOINT_DIR = "checkpoints"
@@ -70,8 +71,12 @@ class CheckpointStore:
     def load_latest(self) -> ServerState:
         """The last completed round's state, for ``--resume``.
 
+        The statistics pool is validated again (``server/release_checks.py``): entries that
+        are not valid are dropped with a warning.
+
         Raises:
-            ValueError: no checkpoint exists in the folder (what was looked for, and where).
+            ValueError: no checkpoint exists in the folder (what was looked for, and where),
+                or the saved pool is not a statistics pool at all (with what to do).
         """
         state_path = self.out_dir / STATE_FILE
         if not state_path.exists():
@@ -81,7 +86,7 @@ class CheckpointStore:
             )
         state = json.loads(state_path.read_text())
         arrays = load_file(self.dir / state["checkpoint"])
-        pool = StatsPool.model_validate(state["pool"]) if state["pool"] is not None else None
+        pool = restore_pool(state.get("pool"), source=str(state_path))
         return ServerState(last_round=int(state["last_round"]), arrays=arrays, pool=pool)
 
     def saved_config(self) -> dict[str, Any] | None:

@@ -99,9 +99,9 @@ def describe_round(entry: dict[str, Any]) -> str:
     def fmt(v: Any) -> str:
         return f"{v:.4f}" if isinstance(v, float) else "n/a"
     failures = [f"{f.get('node')}: {f.get('reason')}" for f in train.get("failures", [])]
+    kept = "" if train.get("aggregated") else f" (not aggregated: {train.get('reason', 'quorum missed')})"
     text = (f"round {entry.get('round')}: train loss {fmt(train.get('loss'))}, held-out loss "
-            f"{fmt(evaluate.get('loss'))}, {len(train.get('sites', {}))} sites"
-            f"{'' if train.get('aggregated') else ' (not aggregated: quorum missed)'}, "
+            f"{fmt(evaluate.get('loss'))}, {len(train.get('sites', {}))} sites{kept}, "
             f"{entry.get('seconds', 0):.0f} s")
     return text + (f"; sites without a usable reply: {failures}" if failures else "")
 

@@ -16,13 +16,13 @@ import flwr
 import torch
 from flwr.app import ArrayRecord, ConfigRecord, Message, RecordDict
 from flwr.serverapp import Grid
-from pydantic import ValidationError
 
 from server.checkpoints import CheckpointStore, export_encoder, write_atomic
 from server.metrics_log import MetricsLog
+from server.release_checks import ReleaseRejected, parse_release, round_trip_pool
 from server.stats_pool import pool_site_stats
-from server.strategy import build_strategy
-from server.update_privacy import PrivacyBudgetReached, RoundPrivacy, UpdatePrivacy, equal_weights
+from server.strategy import Screening, build_strategy
+from server.update_privacy import PrivacyBudgetReached, RoundPrivacy, UpdatePrivacy
 from shared.config import RunConfig
 from shared.model import (
     MultiModalEncoder,
@@ -35,7 +35,7 @@ from shared.pretext.shared_heads import initial_head_arrays, split_arrays
 from shared.site_errors import describe_site_error
 from shared.stats_schema import SiteStats, StatsPool
 from shared.wire import encode_round_config
-from shared.wire_keys import Action, ConfigKey, MetricKey, RecordKey
+from shared.wire_keys import Action, ConfigKey, MetricKey, RecordKey, task_metric_key
 
 log = logging.getLogger("flwr.fedmm.server")
 
@@ -82,7 +82,17 @@ def _sender(msg: Message, dst_of: dict[str, int]) -> str:
     return str(dst_of.get(msg.metadata.reply_to_message_id, msg.metadata.src_node_id))
 
 
-def _outcome(replies: Iterable[Message], *, sent: list[Message], sent_bytes: int) -> RoundOutcome:
+def site_metric_names(cfg: RunConfig) -> frozenset[str]:
+    """The metric names a fedmm site sends for this run (what metrics.json keeps of a reply)."""
+    return frozenset({*(m.value for m in MetricKey),
+                      *(task_metric_key(k, n) for k in (MetricKey.TRAIN_LOSS, MetricKey.EVAL_LOSS)
+                        for n in cfg.pretext_names)})
+
+
+def _outcome(replies: Iterable[Message], *, sent: list[Message], sent_bytes: int,
+             names: frozenset[str]) -> RoundOutcome:
+    """Per-site metrics (only ``names``, only numbers: a site can send anything) and the
+    error replies of one message round."""
     out = RoundOutcome()
     dst_of = {m.metadata.message_id: m.metadata.dst_node_id for m in sent}
     for msg in replies:
@@ -92,7 +102,10 @@ def _outcome(replies: Iterable[Message], *, sent: list[Message], sent_bytes: int
             continue
         metrics = msg.content.metric_records.get(RecordKey.METRICS)
         arrays = msg.content.array_records.get(RecordKey.ARRAYS)
-        entry: dict[str, Any] = dict(metrics) if metrics is not None else {}
+        entry: dict[str, Any] = {
+            k: v for k, v in (metrics or {}).items()
+            if k in names and isinstance(v, int | float) and not isinstance(v, bool)
+        }
         entry["bytes-received-by-site"] = sent_bytes
         entry["bytes-sent-by-site"] = arrays.count_bytes() if arrays is not None else 0
         out.sites[node] = entry
@@ -104,6 +117,22 @@ def _failure(node: str, msg: Message) -> dict[str, Any]:
     (a fedmm site sends a fixed code and an incident id, never exception text)."""
     return {"node": node, "code": int(msg.error.code),
             "reason": describe_site_error(msg.error.code, msg.error.reason)}
+
+
+def _record_screening(train: RoundOutcome, screening: Screening) -> None:
+    """Move rejected replies from the round's sites to its failures (with the check and the
+    reason), and note each site's update norm and aggregation weight."""
+    for verdict in screening.verdicts:
+        site = train.sites.get(verdict.node)
+        if site is not None and verdict.update_norm is not None:
+            site["update-norm"] = verdict.update_norm
+        if verdict.accepted:
+            if site is not None:
+                site["aggregation-weight"] = verdict.weight
+            continue
+        train.sites.pop(verdict.node, None)
+        train.failures.append({"node": verdict.node, "rejected": str(verdict.rejected),
+                               "reason": f"update rejected by the server: {verdict.reason}"})
 
 
 def _missing(sent: list[Message], replies: list[Message]) -> list[dict[str, Any]]:
@@ -139,14 +168,18 @@ def collect_pool(grid: Grid, cfg: RunConfig, nodes: list[int]) -> tuple[StatsPoo
             log.warning("Site %s did not release statistics: %s", node,
                         outcome.failures[-1]["reason"])
             continue
+        record = msg.content.config_records.get(RecordKey.STATS)
         try:
-            releases.append(SiteStats.from_json(
-                str(msg.content.config_records[RecordKey.STATS][ConfigKey.STATS_JSON])))
-        except (KeyError, ValidationError, json.JSONDecodeError) as err:
-            log.warning("Site %s sent invalid statistics (%s); ignored.", node, err)
-            outcome.failures.append({"node": node, "reason": "invalid statistics release"})
+            releases.append(parse_release(record.get(ConfigKey.STATS_JSON) if record else None, cfg))
+        except ReleaseRejected as err:
+            log.warning("Site %s: statistics release dropped from the pool: %s", node, err)
+            outcome.failures.append({"node": node, "rejected": "statistics",
+                                     "reason": f"statistics release dropped: {err}"})
     outcome.failures += _missing(msgs, replies)
-    pool = pool_site_stats(releases, rng=random.Random(cfg.seed))
+    try:
+        pool = round_trip_pool(pool_site_stats(releases, rng=random.Random(cfg.seed)))
+    except ValueError as err:
+        raise FederationError(str(err)) from err
     log.info("Statistics pool: %d sites contributed, %d withheld, modalities %s",
              pool.contributors, pool.withheld, sorted(pool.modalities))
     return pool, outcome
@@ -206,6 +239,12 @@ def run_pretraining(grid: Grid, cfg: RunConfig, *, preset: str) -> Path:
     if cfg.resume:
         state = store.load_latest()
         arrays, pool, first_round = state.arrays, state.pool, state.last_round + 1
+        bad = [k for k, v in arrays.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+        if bad:  # only a fedmm from before the update checks could have saved one
+            raise FederationError(
+                f"Cannot resume: the checkpoint of round {state.last_round} in {out} has NaN or "
+                f"infinity in {len(bad)} entries (e.g. {bad[0]!r}); expected a finite encoder. "
+                "Fix: start a new run in a new output folder.")
         metrics = MetricsLog(out, keep_until_round=state.last_round)
         log.info("Resuming from round %d in %s", state.last_round, out)
     else:
@@ -224,6 +263,7 @@ def run_pretraining(grid: Grid, cfg: RunConfig, *, preset: str) -> Path:
 
     strategy = build_strategy(cfg, pool=pool, global_names=names)
     update_dp = _update_privacy(cfg, metrics, grid)
+    names_kept = site_metric_names(cfg)
     current = ArrayRecord(arrays)
     for rnd in range(first_round, fed.num_rounds + 1):
         t0 = time.time()
@@ -240,29 +280,35 @@ def run_pretraining(grid: Grid, cfg: RunConfig, *, preset: str) -> Path:
             round_strategy = update_dp.wrap(strategy, sampled=len(connected))
         sent = list(round_strategy.configure_train(rnd, current, ConfigRecord(), grid))
         replies = list(grid.send_and_receive(sent, timeout=fed.round_timeout_s))
-        train = _outcome(replies, sent=sent, sent_bytes=current.count_bytes())
+        train = _outcome(replies, sent=sent, sent_bytes=current.count_bytes(), names=names_kept)
         train.failures += _missing(sent, replies)
+        screening = strategy.screen_train_replies(rnd, replies)
+        _record_screening(train, screening)
         needed = max(1, math.ceil(fed.quorum * len(sent)))
-        aggregated = False
+        accepted = len(screening.accepted)
         released = None
-        if len(train.sites) >= needed:
-            if update_dp is not None:
-                # Noise for the sites actually sampled; equal weights (the mechanism's).
-                round_strategy.num_sampled_clients = len(sent)
-                replies = strategy.usable_train_replies(equal_weights(replies))
-            new_arrays, _ = round_strategy.aggregate_train(rnd, replies)
-            if new_arrays is not None:
-                current, aggregated = new_arrays, True
+        if accepted >= needed:
+            if update_dp is None:
+                result = strategy.aggregate_screened(rnd, screening)
+            else:
+                result = update_dp.aggregate(round_strategy, rnd, screening.accepted, sampled=len(sent))
+            reason = result.reason
+            if result.arrays is not None:
+                current = result.arrays
                 if update_dp is not None:
-                    released = update_dp.released(sites=len(replies), sampled=len(sent))
+                    released = update_dp.released(sites=accepted, sampled=len(sent))
+        else:
+            reason = (f"{accepted} of {len(sent)} sites sent an update that was accepted; the "
+                      f"quorum is {needed} (federation.quorum)")
+        aggregated = not reason
         if not aggregated:
-            log.warning("Round %d: %d of %d sites replied (quorum %d); the global encoder is "
-                        "unchanged this round.", rnd, len(train.sites), len(sent), needed)
+            log.warning("Round %d: the global encoder is unchanged: %s.", rnd, reason)
         entry: dict[str, Any] = {
             "round": rnd,
             "seconds": time.time() - t0,
             "train": {
                 "aggregated": aggregated,
+                **({} if aggregated else {"reason": reason}),
                 "loss": _mean(s.get(MetricKey.TRAIN_LOSS) for s in train.sites.values()),
                 "sites": train.sites,
                 "failures": train.failures,
@@ -279,7 +325,8 @@ def run_pretraining(grid: Grid, cfg: RunConfig, *, preset: str) -> Path:
         write_progress(out, phase="evaluating", round=rnd, rounds=fed.num_rounds)
         sent_eval = list(strategy.configure_evaluate(rnd, current, ConfigRecord(), grid))
         eval_replies = list(grid.send_and_receive(sent_eval, timeout=fed.round_timeout_s))
-        evaluate = _outcome(eval_replies, sent=sent_eval, sent_bytes=current.count_bytes())
+        evaluate = _outcome(eval_replies, sent=sent_eval, sent_bytes=current.count_bytes(),
+                            names=names_kept)
         evaluate.failures += _missing(sent_eval, eval_replies)
         entry["seconds"] = time.time() - t0
         entry["evaluate"] = {
@@ -294,8 +341,9 @@ def run_pretraining(grid: Grid, cfg: RunConfig, *, preset: str) -> Path:
 
     if not any(r["train"]["aggregated"] for r in metrics.rounds):
         raise FederationError(
-            "No round reached its quorum, so the encoder was never trained. Check the sites' "
-            "logs (their errors are listed per round in metrics.json)."
+            "No round was aggregated, so the encoder was never trained: each round of "
+            "metrics.json says why (train.reason) and lists the sites' errors and rejected "
+            "updates (train.failures). Check those sites' logs under the incident ids."
         )
     encoder_arrays, _ = split_arrays(current.to_torch_state_dict())  # shared heads not exported
     load_global_state(encoder, encoder_arrays, site_local_norm=cfg.model.site_local_norm)

@@ -2,23 +2,28 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord
+from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import (
+    Bulyan,
     FedAdam,
     FedAvg,
     FedAvgM,
     FedMedian,
     FedProx,
     FedTrimmedAvg,
+    Krum,
+    MultiKrum,
 )
 
+from server.update_checks import Candidate, Verdict, screen_round
 from shared.config import RunConfig, StrategyConfig
 from shared.lookup import look_up
 from shared.stats_schema import StatsPool
@@ -27,11 +32,54 @@ from shared.wire_keys import MetricKey, RecordKey
 
 log = logging.getLogger("flwr.fedmm.server")
 
+#: Attributes in which Flower's server optimizers keep state between rounds (FedAvgM's
+#: momentum, FedOpt's moments and current arrays); restored when a round is not committed.
+_SERVER_STATE = ("current_arrays", "momentum_vector", "m_t", "v_t")
+
 
 def _examples(metrics: MetricRecord | None) -> float:
     """The reply's ``num-examples`` (0 when missing or not a scalar)."""
     value = metrics.get(MetricKey.NUM_EXAMPLES, 0) if metrics is not None else 0
     return float(value) if isinstance(value, int | float) else 0.0
+
+
+def _decoded(msg: Message) -> Candidate:
+    """A training reply as the update checks see it; arrays that do not decode are None."""
+    record = msg.content.array_records.get(RecordKey.ARRAYS)
+    metrics = msg.content.metric_records.get(RecordKey.METRICS)
+    arrays: dict[str, np.ndarray] | None
+    try:
+        arrays = {k: np.asarray(a.numpy()) for k, a in record.items()} if record is not None else None
+    except Exception:  # a site can send any bytes under any declared dtype and shape
+        arrays = None
+    examples = metrics.get(MetricKey.NUM_EXAMPLES) if metrics is not None else None
+    return Candidate(node=str(msg.metadata.src_node_id), arrays=arrays, num_examples=examples)
+
+
+@dataclass(frozen=True)
+class Screening:
+    """A round's training replies after the server's checks.
+
+    Attributes:
+        accepted: the accepted replies, rebuilt to hold exactly the encoder arrays (in the
+            order sent, as decoded) and ``num-examples`` as the capped weight.
+        verdicts: one per reply that was not an error reply, accepted or not.
+    """
+
+    accepted: list[Message]
+    verdicts: list[Verdict] = field(default_factory=list)
+
+    @property
+    def rejected(self) -> list[Verdict]:
+        return [v for v in self.verdicts if not v.accepted]
+
+
+@dataclass(frozen=True)
+class RoundAggregate:
+    """The new global arrays of a round, or None and why the previous ones are kept."""
+
+    arrays: ArrayRecord | None
+    reason: str = ""
 
 
 class EncoderOnly(FedAvg):
@@ -43,13 +91,16 @@ class EncoderOnly(FedAvg):
 
     * every message carries the run config and the statistics pool inside the one
       ``config`` record (Flower's DP mods reject a second ConfigRecord);
-    * replies whose arrays are not exactly the global encoder entries (names and shapes
-      of what was sent), or that trained on zero examples, are left out of the
-      aggregate with a warning, instead of failing the whole round (Flower raises on
-      inconsistent replies);
-    * usable replies are re-keyed in the order the server sent, because FedAvgM pairs
-      old and new arrays by position, and the aggregate is cast back to the sent dtypes
-      (FedAdam's float64 step size would otherwise turn the encoder into float64);
+    * every training reply is checked before aggregation (``server/update_checks.py``):
+      exactly the encoder entries sent, same shapes and dtypes, finite, a coarse
+      ``num-examples``, an update norm that is not an outlier; a failing reply is left out
+      with a logged reason (the round protocol writes it to metrics.json) instead of
+      failing the round or entering the aggregate;
+    * accepted replies are rebuilt: arrays in the order the server sent (FedAvgM pairs old
+      and new arrays by position) and ``num-examples`` replaced by the capped weight;
+    * an aggregate that is not finite is never returned: the strategy's server state is
+      restored and the round keeps the previous encoder; the aggregate is cast back to
+      the sent dtypes (FedAdam's float64 step size would otherwise make it float64);
     * evaluation replies with zero examples are dropped before the weighted average.
 
     Node sampling never blocks: the round protocol (server/protocol.py) waits for sites
@@ -73,8 +124,8 @@ class EncoderOnly(FedAvg):
         self.cfg = cfg
         self.pool = pool
         self.global_names = frozenset(global_names)
-        # (name, shape, dtype) of the arrays sent in the last configure_train, in order.
-        self._sent: list[tuple[str, tuple[int, ...], str]] = []
+        # The arrays sent in the last configure_train, in order (the reference of the checks).
+        self._sent: dict[str, np.ndarray] = {}
 
     def _round_config(self) -> ConfigRecord:
         return ConfigRecord({**encode_round_config(self.cfg, self.pool)})
@@ -82,7 +133,7 @@ class EncoderOnly(FedAvg):
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
-        self._sent = [(k, tuple(a.shape), a.dtype) for k, a in arrays.items()]
+        self._sent = {k: np.asarray(a.numpy()) for k, a in arrays.items()}
         config = ConfigRecord({**config, **self._round_config()})
         return super().configure_train(server_round, arrays, config, grid)
 
@@ -92,57 +143,83 @@ class EncoderOnly(FedAvg):
         config = ConfigRecord({**config, **self._round_config()})
         return super().configure_evaluate(server_round, arrays, config, grid)
 
-    def _fits(self, arrays: ArrayRecord) -> bool:
-        if set(arrays) != self.global_names:
-            return False
-        return all(tuple(arrays[k].shape) == shape for k, shape, _ in self._sent if k in arrays)
+    def screen_train_replies(self, server_round: int, replies: Iterable[Message]) -> Screening:
+        """Check the round's training replies (error replies are passed over).
 
-    def usable_train_replies(self, replies: Iterable[Message]) -> list[Message]:
-        """Replies that can enter the aggregate (errors are kept for Flower's logging).
-
-        Usable replies have their ArrayRecord rebuilt in the order the server sent.
+        The reference is what ``configure_train`` sent, restricted to the global entries.
         """
-        order = [k for k, _, _ in self._sent] or sorted(self.global_names)
-        usable = []
-        for msg in replies:
-            if msg.has_error():
-                usable.append(msg)
+        sent = {k: v for k, v in self._sent.items() if k in self.global_names}
+        candidates = [(m, _decoded(m)) for m in replies if not m.has_error()]
+        fed = self.cfg.federation
+        verdicts = screen_round([c for _, c in candidates], sent=sent,
+                                max_update_norm_ratio=fed.max_update_norm_ratio,
+                                max_weight_ratio=fed.max_weight_ratio)
+        accepted = []
+        for (msg, candidate), verdict in zip(candidates, verdicts, strict=True):
+            if not verdict.accepted or candidate.arrays is None:  # accepted ones have arrays
+                log.warning("Round %d: node %s's update rejected (%s): %s", server_round,
+                            verdict.node, verdict.rejected, verdict.reason)
                 continue
-            arrays = msg.content.array_records.get(RecordKey.ARRAYS)
-            metrics = msg.content.metric_records.get(RecordKey.METRICS)
-            node = msg.metadata.src_node_id
-            if arrays is None or not self._fits(arrays):
-                log.warning("Node %s sent arrays that are not the global encoder; ignored.", node)
-                continue
-            if _examples(metrics) <= 0:
-                log.warning("Node %s trained on no examples this round; left out of the average.",
-                            node)
-                continue
-            if list(arrays) != order:
-                msg.content[RecordKey.ARRAYS] = ArrayRecord({k: arrays[k] for k in order})
-            usable.append(msg)
-        return usable
+            content = RecordDict({
+                RecordKey.ARRAYS: ArrayRecord({k: Array(candidate.arrays[k]) for k in sent}),
+                RecordKey.METRICS: MetricRecord({MetricKey.NUM_EXAMPLES: verdict.weight}),
+            })
+            # A new message with the reply's metadata (Flower's own way to rebuild one): the
+            # reply itself stays as received, for the protocol's metrics.
+            accepted.append(Message(content=content, metadata=msg.metadata))  # type: ignore[call-overload]
+        return Screening(accepted=accepted, verdicts=verdicts)
+
+    def aggregate_screened(self, server_round: int, screening: Screening) -> RoundAggregate:
+        """Aggregate the accepted replies; a missing or non-finite aggregate keeps the
+        previous encoder (the reason says why) and leaves the server state as it was."""
+        settings = self.cfg.federation.strategy
+        count = len(screening.accepted)
+        if count == 0:
+            return RoundAggregate(None, "no reply was accepted")
+        if count < settings.min_sites():
+            log.warning("Round %d: %d accepted replies, fewer than the %d that %r needs to outvote "
+                        "a bad site (%s).", server_round, count, settings.min_sites(),
+                        settings.name, settings.why_min_sites())
+        saved = {k: copy.deepcopy(getattr(self, k)) for k in _SERVER_STATE if hasattr(self, k)}
+        arrays, _ = super().aggregate_train(server_round, screening.accepted)
+        reason = ""
+        if arrays is None:
+            reason = (f"{settings.name} did not aggregate the {count} accepted replies "
+                      f"({settings.why_min_sites()})")
+        else:
+            arrays = self._as_sent(arrays)  # a float64 step may overflow float32: check after
+            bad = [k for k, a in arrays.items() if not np.isfinite(a.numpy()).all()]
+            if bad:
+                reason = (f"the aggregate has NaN or infinity in {len(bad)} of {len(arrays)} "
+                          f"entries (e.g. {bad[0]!r}); the previous encoder is kept")
+        if reason:
+            for key, value in saved.items():
+                setattr(self, key, value)
+            log.warning("Round %d is not aggregated: %s.", server_round, reason)
+            return RoundAggregate(None, reason)
+        return RoundAggregate(arrays)
 
     def _as_sent(self, arrays: ArrayRecord) -> ArrayRecord:
         """``arrays`` with the dtypes of the arrays the server sent this round."""
-        dtypes = {k: d for k, _, d in self._sent}
         out = {}
         for key, array in arrays.items():
-            want = dtypes.get(key, array.dtype)
-            if array.dtype == want:
+            want = self._sent[key].dtype if key in self._sent else np.dtype(array.dtype)
+            values = array.numpy()
+            if values.dtype == want:
                 out[key] = array
                 continue
-            values = array.numpy()
-            if np.issubdtype(np.dtype(want), np.integer):
+            if np.issubdtype(want, np.integer):
                 values = np.rint(values)  # averaged counters: round, do not truncate
-            out[key] = Array(np.asarray(values.astype(want)))
+            with np.errstate(over="ignore", invalid="ignore"):  # checked for finiteness after
+                out[key] = Array(np.asarray(values.astype(want)))
         return ArrayRecord(out)
 
     def aggregate_train(
         self, server_round: int, replies: Iterable[Message]
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
-        arrays, metrics = super().aggregate_train(server_round, self.usable_train_replies(replies))
-        return (self._as_sent(arrays) if arrays is not None else None), metrics
+        """Flower's entry point: screen the replies, then aggregate the accepted ones."""
+        result = self.aggregate_screened(server_round, self.screen_train_replies(server_round, replies))
+        return result.arrays, None
 
     def aggregate_evaluate(
         self, server_round: int, replies: Iterable[Message]
@@ -177,7 +254,21 @@ class EncoderFedMedian(EncoderOnly, FedMedian):
 
 
 class EncoderFedTrimmedAvg(EncoderOnly, FedTrimmedAvg):
-    """Coordinate-wise trimmed mean, ``floor(beta * n)`` cut from each end (Yin et al., 2018)."""
+    """Coordinate-wise trimmed mean, ``int(beta * n)`` cut from each end (Yin et al., 2018)."""
+
+
+class EncoderKrum(EncoderOnly, Krum):
+    """Krum (Blanchard et al., NeurIPS 2017): the update with the smallest summed squared
+    distance to its ``n - f - 2`` nearest neighbours is the new encoder."""
+
+
+class EncoderMultiKrum(EncoderOnly, MultiKrum):
+    """MultiKrum (Blanchard et al., 2017): the ``m`` best-scored updates, averaged by weight."""
+
+
+class EncoderBulyan(EncoderOnly, Bulyan):
+    """Bulyan (El Mhamdi et al., ICML 2018): MultiKrum selects ``n - 2f`` updates, then each
+    coordinate averages the ``n - 4f`` values closest to their median."""
 
 
 @dataclass(frozen=True)
@@ -192,8 +283,8 @@ class StrategySpec:
     """
 
     cls: type[EncoderOnly]
-    options: Callable[[StrategyConfig], dict[str, Any]]
-    server_state: Callable[[StrategyConfig], bool] = lambda s: False
+    options: Callable[[Any], dict[str, Any]]
+    server_state: Callable[[Any], bool] = lambda s: False
 
 
 STRATEGIES: dict[str, StrategySpec] = {
@@ -209,12 +300,18 @@ STRATEGIES: dict[str, StrategySpec] = {
     ),
     "fedadam": StrategySpec(
         EncoderFedAdam,
-        lambda s: {"eta": s.eta, "eta_l": s.eta_l, "beta_1": s.beta_1, "beta_2": s.beta_2,
-                   "tau": s.tau},
+        lambda s: {"eta": s.eta, "beta_1": s.beta_1, "beta_2": s.beta_2, "tau": s.tau},
         server_state=lambda s: True,
     ),
     "fedmedian": StrategySpec(EncoderFedMedian, lambda s: {}),
     "fedtrimmedavg": StrategySpec(EncoderFedTrimmedAvg, lambda s: {"beta": s.trim_beta}),
+    "krum": StrategySpec(EncoderKrum, lambda s: {"num_malicious_nodes": s.num_malicious_nodes}),
+    "multikrum": StrategySpec(
+        EncoderMultiKrum,
+        lambda s: {"num_malicious_nodes": s.num_malicious_nodes,
+                   "num_nodes_to_select": s.num_nodes_to_select},
+    ),
+    "bulyan": StrategySpec(EncoderBulyan, lambda s: {"num_malicious_nodes": s.num_malicious_nodes}),
 }
 
 
@@ -226,7 +323,7 @@ def build_strategy(cfg: RunConfig, *, pool: StatsPool | None,
     FedAdam) starts that state afresh, because checkpoints hold only the encoder; this
     is logged as a warning.
     """
-    settings = cfg.federation.strategy
+    settings: StrategyConfig = cfg.federation.strategy
     spec = look_up(settings.name, STRATEGIES, kind="federation strategy",
                    fix="Set federation.strategy.name to one of them.")
     if cfg.resume and spec.server_state(settings):

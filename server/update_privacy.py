@@ -36,6 +36,7 @@ from flwr.supercore.privacy_accounting import (
 )
 from flwr.supercore.privacy_accounting.rdp_accountant import RdpAccountant
 
+from server.strategy import RoundAggregate
 from shared.config import UpdatePrivacyConfig
 from shared.wire_keys import MetricKey, RecordKey
 
@@ -106,6 +107,21 @@ class UpdatePrivacy:
         wrapper = (DifferentialPrivacyClientSideFixedClipping if self.cfg.clipping == "client"
                    else DifferentialPrivacyServerSideFixedClipping)
         return wrapper(strategy, self.cfg.noise_multiplier, self.cfg.clipping_norm, max(1, sampled))
+
+    def aggregate(self, wrapped: Strategy, server_round: int, accepted: Iterable[Message], *,
+                  sampled: int) -> RoundAggregate:
+        """The noised, equally weighted mean of the replies the server's checks accepted.
+
+        ``wrapped`` is this round's ``wrap(...)``: Flower's wrapper clips (server-side
+        variant), lets the fedmm strategy average, and adds Gaussian noise for the ``sampled``
+        sites.
+        """
+        wrapped.num_sampled_clients = sampled  # type: ignore[attr-defined]
+        arrays, _ = wrapped.aggregate_train(server_round, equal_weights(accepted))
+        if arrays is None:
+            return RoundAggregate(None, "Flower's update-DP wrapper did not aggregate the accepted "
+                                        "replies (see the server log)")
+        return RoundAggregate(arrays)
 
     def released(self, *, sites: int, sampled: int) -> RoundPrivacy:
         """Account a round whose noised average of ``sites`` replies was committed."""

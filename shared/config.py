@@ -243,51 +243,199 @@ class TrainConfig(FrozenModel):
     eval_batches: int = Field(default=2, ge=1, description="Held-out batches per evaluation.")
 
 
-StrategyName = Literal[
-    "fedavg", "fedema", "fedprox", "fedavgm", "fedadam", "fedmedian", "fedtrimmedavg"
-]
+class StrategySettings(FrozenModel):
+    """What every strategy's config has: how many sites it needs to do what it claims.
 
-
-class StrategyConfig(FrozenModel):
-    """How site updates are combined: one of Flower's strategies, encoder-only.
-
-    ``fedema`` is FedAvg on the server plus FedEMA's divergence-aware blending on each
-    site (Zhuang et al., ICLR 2022; METHODS.md). ``fedprox`` adds the proximal term
-    ``mu / 2 ||w - w_global||^2`` to every site's local loss.
+    The check runs against ``federation.min_nodes``, the number of sites round 0 waits
+    for; ``server/strategy.py`` maps each config onto its Flower class.
     """
 
-    name: StrategyName = Field(default="fedavg", description="Aggregation strategy.")
+    def min_sites(self) -> int:
+        """Sites (accepted replies per round) the strategy needs to outvote a bad one."""
+        return 1
+
+    def why_min_sites(self) -> str:
+        """Where :meth:`min_sites` comes from, for errors and docs."""
+        return "it averages every accepted update"
+
+
+class FedAvgConfig(StrategySettings):
+    """Flower ``FedAvg`` (McMahan et al., AISTATS 2017), weighted by ``num-examples``."""
+
+    name: Literal["fedavg"] = "fedavg"
+
+
+class FedEmaConfig(StrategySettings):
+    """FedAvg on the server plus FedEMA's divergence-aware blending on each site.
+
+    Zhuang et al., ICLR 2022 (METHODS.md): ``W_k <- mu W_k + (1 - mu) W_g``,
+    ``mu = min(lambda ||W_g - W_k||, 1)``, ``lambda = fedema_tau / ||W_g - W_k||``.
+    """
+
+    name: Literal["fedema"] = "fedema"
     fedema_tau: float = Field(
         default=0.7, gt=0, description="FedEMA: lambda = tau / ||W_g - W_k|| fixed in a site's "
         "first blended round; mu = min(lambda ||W_g - W_k||, 1).",
     )
-    proximal_mu: float = Field(default=0.01, ge=0, description="FedProx: weight of the proximal term.")
-    server_learning_rate: float = Field(default=1.0, gt=0, description="FedAvgM: server step size.")
-    server_momentum: float = Field(default=0.9, ge=0, lt=1, description="FedAvgM: momentum.")
-    eta: float = Field(default=1e-2, gt=0, description="FedAdam: server learning rate.")
-    eta_l: float = Field(default=1e-1, gt=0, description="FedAdam: client learning rate (Flower's).")
-    beta_1: float = Field(default=0.9, ge=0, lt=1, description="FedAdam: first-moment decay.")
-    beta_2: float = Field(default=0.99, ge=0, lt=1, description="FedAdam: second-moment decay.")
-    tau: float = Field(default=1e-3, gt=0, description="FedAdam: adaptivity (epsilon).")
+
+
+class FedProxConfig(StrategySettings):
+    """Flower ``FedProx``: each site adds ``mu / 2 ||w - w_global||^2`` to its local loss."""
+
+    name: Literal["fedprox"] = "fedprox"
+    proximal_mu: float = Field(default=0.01, ge=0, description="Weight of the proximal term.")
+
+
+class FedAvgMConfig(StrategySettings):
+    """Flower ``FedAvgM``: FedAvg with server momentum (Hsu et al., 2019)."""
+
+    name: Literal["fedavgm"] = "fedavgm"
+    server_learning_rate: float = Field(default=1.0, gt=0, description="Server step size.")
+    server_momentum: float = Field(default=0.9, ge=0, lt=1, description="Server momentum.")
+
+
+class FedAdamConfig(StrategySettings):
+    """Flower ``FedAdam``: Adam on the server over the averaged update (Reddi et al., ICLR 2021).
+
+    Flower's ``eta_l`` (a client learning rate that FedAdam stores but never uses) is not
+    offered: the sites' learning rate is ``train.lr``.
+    """
+
+    name: Literal["fedadam"] = "fedadam"
+    eta: float = Field(default=1e-2, gt=0, description="Server learning rate.")
+    beta_1: float = Field(default=0.9, ge=0, lt=1, description="First-moment decay.")
+    beta_2: float = Field(default=0.99, ge=0, lt=1, description="Second-moment decay.")
+    tau: float = Field(default=1e-3, gt=0, description="Adaptivity (Adam's epsilon).")
+
+
+class FedMedianConfig(StrategySettings):
+    """Flower ``FedMedian``: coordinate-wise median (Yin et al., ICML 2018)."""
+
+    name: Literal["fedmedian"] = "fedmedian"
+
+    def min_sites(self) -> int:
+        return 3
+
+    def why_min_sites(self) -> str:
+        return "a median of two values is their mean, so it outvotes one bad site from three on"
+
+
+class FedTrimmedAvgConfig(StrategySettings):
+    """Flower ``FedTrimmedAvg``: coordinate-wise mean after cutting ``int(trim_beta * n)``
+    values from each end (Yin et al., ICML 2018)."""
+
+    name: Literal["fedtrimmedavg"] = "fedtrimmedavg"
     trim_beta: float = Field(
-        default=0.2, ge=0, lt=0.5, description="FedTrimmedAvg: fraction cut from each end."
+        default=0.2, gt=0, lt=0.5, description="Fraction cut from each end of every coordinate."
     )
+
+    def min_sites(self) -> int:
+        n = 1
+        while int(self.trim_beta * n) < 1:  # Flower's cut: int(beta * n) from each end
+            n += 1
+        return n
+
+    def why_min_sites(self) -> str:
+        return (f"it cuts int({self.trim_beta:g} x n) values from each end, which is 0 below "
+                f"{self.min_sites()} sites")
+
+
+class KrumConfig(StrategySettings):
+    """Flower ``Krum`` (Blanchard et al., NeurIPS 2017): the one update closest to its
+    ``n - f - 2`` nearest neighbours becomes the new encoder."""
+
+    name: Literal["krum"] = "krum"
+    num_malicious_nodes: int = Field(
+        default=0, ge=0, description="f: bad sites Krum is built to outvote; needs n >= 2f + 3.",
+    )
+
+    def min_sites(self) -> int:
+        return 2 * self.num_malicious_nodes + 3
+
+    def why_min_sites(self) -> str:
+        return f"Krum needs n >= 2f + 3 sites with f = num_malicious_nodes = {self.num_malicious_nodes}"
+
+
+class MultiKrumConfig(StrategySettings):
+    """Flower ``MultiKrum`` (Blanchard et al., 2017): the ``num_nodes_to_select`` updates with
+    the best Krum scores are averaged (weighted by ``num-examples``)."""
+
+    name: Literal["multikrum"] = "multikrum"
+    num_malicious_nodes: int = Field(
+        default=0, ge=0, description="f: bad sites it is built to outvote; needs n >= 2f + 3.",
+    )
+    num_nodes_to_select: int = Field(
+        default=2, ge=1, description="m: updates averaged; needs m <= n - f.",
+    )
+
+    def min_sites(self) -> int:
+        f = self.num_malicious_nodes
+        return max(2 * f + 3, self.num_nodes_to_select + f)
+
+    def why_min_sites(self) -> str:
+        return (f"MultiKrum needs n >= 2f + 3 and n >= m + f sites with f = num_malicious_nodes = "
+                f"{self.num_malicious_nodes} and m = num_nodes_to_select = {self.num_nodes_to_select}")
+
+
+class BulyanConfig(StrategySettings):
+    """Flower ``Bulyan`` (El Mhamdi et al., ICML 2018): MultiKrum picks ``n - 2f`` updates,
+    then each coordinate averages the ``n - 4f`` values closest to their median."""
+
+    name: Literal["bulyan"] = "bulyan"
+    num_malicious_nodes: int = Field(
+        default=0, ge=0, description="f: bad sites it is built to outvote; needs n >= 4f + 3.",
+    )
+
+    def min_sites(self) -> int:
+        return 4 * self.num_malicious_nodes + 3
+
+    def why_min_sites(self) -> str:
+        return (f"Bulyan needs n >= 4f + 3 accepted replies with f = num_malicious_nodes = "
+                f"{self.num_malicious_nodes} (Flower skips a round with fewer)")
+
+
+#: How site updates are combined: one of Flower's strategies, encoder-only
+#: (server/strategy.py). A discriminated union on ``name``: each strategy's settings are
+#: validated on their own, and a setting of another strategy is an error.
+StrategyConfig = Annotated[
+    FedAvgConfig
+    | FedEmaConfig
+    | FedProxConfig
+    | FedAvgMConfig
+    | FedAdamConfig
+    | FedMedianConfig
+    | FedTrimmedAvgConfig
+    | KrumConfig
+    | MultiKrumConfig
+    | BulyanConfig,
+    Field(discriminator="name"),
+]
+
+StrategyName = Literal[
+    "fedavg", "fedema", "fedprox", "fedavgm", "fedadam", "fedmedian", "fedtrimmedavg",
+    "krum", "multikrum", "bulyan",
+]
 
 
 class FederationConfig(FrozenModel):
     """The server's round protocol."""
 
     num_rounds: int = Field(default=5, ge=1)
-    strategy: StrategyConfig = StrategyConfig()
+    strategy: StrategyConfig = FedAvgConfig()
 
     @field_validator("strategy", mode="before")
     @classmethod
     def _name_only(cls, value: Any) -> Any:
-        return {"name": value} if isinstance(value, str) else value
+        if isinstance(value, str):
+            return {"name": value}
+        if isinstance(value, dict) and "name" not in value:
+            return {**value, "name": "fedavg"}
+        return value
     min_nodes: int = Field(default=2, ge=1, description="Sites needed before round 0 starts.")
     quorum: float = Field(
         default=0.5, gt=0, le=1,
-        description="Fraction of sampled sites whose replies must arrive for a round to count.",
+        description="Fraction of sampled sites whose accepted replies must arrive for a round "
+        "to count.",
     )
     round_timeout_s: float = Field(
         default=900.0, gt=0, description="Deadline for one round's replies; late sites are dropped."
@@ -295,6 +443,30 @@ class FederationConfig(FrozenModel):
     connect_timeout_s: float = Field(
         default=300.0, gt=0, description="How long round 0 waits for min_nodes sites to connect."
     )
+    max_update_norm_ratio: float = Field(
+        default=10.0, gt=1, allow_inf_nan=False,
+        description="A site's update (its encoder minus the one sent) whose L2 norm exceeds this "
+        "multiple of the median update norm of the round's replies is rejected "
+        "(server/update_checks.py). It can single out a site only from three replies on.",
+    )
+    max_weight_ratio: float = Field(
+        default=2.0, ge=1, allow_inf_nan=False,
+        description="A site's aggregation weight (its num-examples) is capped at this multiple "
+        "of the median weight of the round's accepted replies.",
+    )
+
+    @model_validator(mode="after")
+    def _enough_sites(self) -> FederationConfig:
+        needed = self.strategy.min_sites()
+        if self.min_nodes < needed:
+            raise ValueError(
+                f"strategy {self.strategy.name!r} needs at least {needed} sites "
+                f"({self.strategy.why_min_sites()}); got min_nodes = {self.min_nodes}. Fix: set "
+                f"federation.min_nodes = {needed} (the run then waits for {needed} sites) and run "
+                "with that many, or choose another strategy or fewer tolerated bad sites "
+                "(docs/methods.md, Federated strategies)."
+            )
+        return self
 
 
 #: Strategies whose new global encoder is the (equally weighted) mean of the sites'
@@ -525,14 +697,23 @@ def format_validation_error(err: ValidationError, *, source: str, model: type[Ba
     return "\n".join(lines)
 
 
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """The config models an annotation can hold (through X | None, tuples and unions)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in getattr(annotation, "__args__", ()) for m in _models_in(arg)]
+
+
 def _field_names(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
-    current: Any = model
+    """The settings known at ``loc``; a discriminated union's tag (e.g. the strategy name
+    in ``federation.strategy.fedadam``) selects the member it names."""
+    models = [model]
     for part in loc:
-        field = getattr(current, "model_fields", {}).get(part)
-        if field is None:
-            return []
-        current = field.annotation
-        for arg in getattr(current, "__args__", ()):  # X | None, Annotated[...]
-            if isinstance(arg, type) and issubclass(arg, BaseModel):
-                current = arg
-    return list(getattr(current, "model_fields", {}))
+        inner = [m for c in models if isinstance(part, str) and part in c.model_fields
+                 for m in _models_in(c.model_fields[part].annotation)]
+        if not inner:
+            tagged = [c for c in models if "name" in c.model_fields
+                      and c.model_fields["name"].default == part]
+            inner = tagged or (models if isinstance(part, int) else [])
+        models = inner
+    return list(models[0].model_fields) if len(models) == 1 else []

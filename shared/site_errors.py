@@ -31,6 +31,7 @@ class SiteErrorCode(IntEnum):
     CONSENT = 1903           # the run asks for something the site did not consent to send
     NO_USABLE_DATA = 1904    # the site has no study that training can use
     OUTGOING_BLOCKED = 1905  # the outgoing guard stopped a reply
+    BAD_SERVER_INPUT = 1906  # the server sent arrays or statistics that are not finite or not as expected
 
 
 _WHAT = {
@@ -40,6 +41,7 @@ _WHAT = {
     SiteErrorCode.CONSENT: "no-consent",
     SiteErrorCode.NO_USABLE_DATA: "no-usable-data",
     SiteErrorCode.OUTGOING_BLOCKED: "reply-blocked",
+    SiteErrorCode.BAD_SERVER_INPUT: "bad-server-input",
 }
 _MEANING = {
     SiteErrorCode.INTERNAL: "failed; the site's log has the details under the incident id",
@@ -49,6 +51,8 @@ _MEANING = {
     SiteErrorCode.CONSENT: "refused the run: it asks the site to send something it did not consent to",
     SiteErrorCode.NO_USABLE_DATA: "has no study that training can use (`fedmm site check`)",
     SiteErrorCode.OUTGOING_BLOCKED: "blocked its own reply: the reply held content that may not leave",
+    SiteErrorCode.BAD_SERVER_INPUT: "refused the round: the server sent encoder arrays or statistics "
+    "that are not finite or not shaped as the run expects",
 }
 
 

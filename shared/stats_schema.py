@@ -50,6 +50,8 @@ class _FiniteModel(FrozenModel):
 class ModalityStats(_FiniteModel):
     """Noised foreground statistics of one modality at one site."""
 
+    model_config = ConfigDict(allow_inf_nan=False)  # NaN passes comparisons; JSON has none
+
     mean: float = Field(ge=0, le=1)
     std: float = Field(gt=0, le=1)
     histogram: tuple[float, ...] = Field(min_length=4, max_length=256)
@@ -71,6 +73,8 @@ class SiteStats(_FiniteModel):
     count (the name is kept for wire compatibility); ``epsilon`` is the whole release's
     pure-DP budget with respect to one patient (docs/privacy.md).
     """
+
+    model_config = ConfigDict(allow_inf_nan=False)  # NaN passes comparisons; JSON has none
 
     schema_id: Literal["fedmm.site-stats/1"] = "fedmm.site-stats/1"
     withheld: bool
@@ -107,6 +111,8 @@ class SiteStats(_FiniteModel):
 
 class StatsPool(_FiniteModel):
     """The server's anonymous pool: per modality, the shuffled released ModalityStats."""
+
+    model_config = ConfigDict(allow_inf_nan=False)  # NaN passes comparisons; JSON has none
 
     schema_id: Literal["fedmm.stats-pool/1"] = "fedmm.stats-pool/1"
     modalities: dict[str, tuple[ModalityStats, ...]] = Field(default_factory=dict)

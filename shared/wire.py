@@ -18,12 +18,20 @@ def encode_round_config(cfg: RunConfig, pool: StatsPool | None) -> dict[str, str
     return out
 
 
+class InvalidPoolError(ValueError):
+    """The statistics pool in a round's config does not validate (a site refuses the round)."""
+
+
 def decode_round_config(record: Mapping[str, Any]) -> tuple[RunConfig, StatsPool | None, int]:
     """Validate the ``config`` record on arrival (the wire is an edge too).
 
     Returns:
         The run config, the statistics pool (None in round 0) and the server round (0 when
         the record has none, e.g. the statistics query).
+
+    Raises:
+        ConfigError: the run config does not validate.
+        InvalidPoolError: the statistics pool does not validate (e.g. NaN or infinity).
     """
     if ConfigKey.RUN_CONFIG not in record:
         raise ValueError(
@@ -32,6 +40,9 @@ def decode_round_config(record: Mapping[str, Any]) -> tuple[RunConfig, StatsPool
         )
     cfg = RunConfig.from_json(str(record[ConfigKey.RUN_CONFIG]), source="run config from server")
     pool_json = record.get(ConfigKey.STATS_POOL)
-    pool = StatsPool.from_json(str(pool_json)) if pool_json else None
+    try:
+        pool = StatsPool.from_json(str(pool_json)) if pool_json else None
+    except ValueError as err:  # pydantic's ValidationError and JSONDecodeError are ValueErrors
+        raise InvalidPoolError(f"the statistics pool from the server does not validate: {err}") from err
     server_round = int(record.get(ConfigKey.SERVER_ROUND, 0))
     return cfg, pool, server_round

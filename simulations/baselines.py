@@ -27,7 +27,7 @@ from client.session import SiteSession, open_dataset
 from client.stats import own_modality_stats, summarize_site
 from client.train import train_round
 from server.checkpoints import export_encoder
-from shared.config import ModelConfig, RunConfig, SiteConfig, StrategyConfig
+from shared.config import FedAvgConfig, ModelConfig, RunConfig, SiteConfig
 from shared.model import build_encoder, global_state, load_global_state, resolve_preset
 from shared.pretext.shared_heads import initial_head_arrays, split_arrays
 from shared.stats_schema import StatsPool
@@ -133,7 +133,7 @@ def _pretrain_visiting(
         "model": ModelConfig(**{**cfg.model.model_dump(), "preset": preset}),
         "train": cfg.train.model_copy(update={"local_steps": steps_per_round}),
         # One data holder has nothing to aggregate: no FedProx pull, no FedEMA blend.
-        "federation": cfg.federation.model_copy(update={"strategy": StrategyConfig()}),
+        "federation": cfg.federation.model_copy(update={"strategy": FedAvgConfig()}),
     })
     torch.manual_seed(cfg.seed)  # the same initial weights as the federated server
     encoder = build_encoder(preset)

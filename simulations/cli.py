@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args
 
 import typer
 from rich.console import Console
@@ -14,7 +14,7 @@ from client.cli import site_app
 from client.data.cli import data_app
 from client.finetune.cli import finetune_command
 from server.cli import server_app
-from shared.config import ConfigError
+from shared.config import ConfigError, StrategyName
 from shared.pretext import available_pretexts
 from shared.pretext.selection import parse_pretext_option
 from simulations.phantom.cli import phantom_command
@@ -35,9 +35,22 @@ app.add_typer(server_app, name="server")
 app.add_typer(data_app, name="data")
 
 
+def with_strategy(raw: dict[str, Any], name: str) -> dict[str, Any]:
+    """``raw`` with ``--strategy NAME``: the scenario's ``[federation.strategy]`` table is kept
+    when it configures that same strategy, and replaced when it configures another one
+    (whose settings the named strategy would refuse)."""
+    federation = dict(raw.get("federation") or {})
+    current = federation.get("strategy")
+    current_name = current if isinstance(current, str) else (
+        current.get("name", "fedavg") if isinstance(current, dict) else None)
+    if not (isinstance(current, dict) and current_name == name):
+        federation["strategy"] = {"name": name}
+    return {**raw, "federation": federation}
+
+
 def _overrides(*, sites: int | None, rounds: int | None, local_steps: int | None,
                pretext: str | None, data_root: Path | None, seed: int | None,
-               subjects_per_site: int | None, strategy: str | None = None) -> dict[str, Any]:
+               subjects_per_site: int | None) -> dict[str, Any]:
     raw: dict[str, Any] = {}
     if sites is not None:
         raw.setdefault("simulation", {})["sites"] = sites
@@ -52,8 +65,6 @@ def _overrides(*, sites: int | None, rounds: int | None, local_steps: int | None
         raw["train"] = {"local_steps": local_steps}
     if pretext is not None:
         raw["pretext"] = parse_pretext_option(pretext)
-    if strategy is not None:
-        raw.setdefault("federation", {})["strategy"] = {"name": strategy}
     if seed is not None:
         raw["seed"] = seed
     return raw
@@ -74,8 +85,9 @@ def simulate_command(
         f"'masked_modality_reconstruction,modality_puzzle:0.5'. Available: "
         f"{', '.join(available_pretexts())}.")] = None,
     strategy: Annotated[str | None, typer.Option(
-        help="Aggregation: fedavg (default), fedema, fedprox, fedavgm, fedadam, fedmedian, "
-        "fedtrimmedavg. Their settings live in the scenario's [federation.strategy].")] = None,
+        help=f"Aggregation: {', '.join(get_args(StrategyName))} (default fedavg). Their "
+        "settings live in the scenario's [federation.strategy]; robust ones need "
+        "[federation] min_nodes sites (docs/methods.md).")] = None,
     data_root: Annotated[Path | None, typer.Option(
         help="Folder with one sub-folder per site (BraTS 2021 layout), or, when the scenario "
         "sets [simulation] layout, one dataset in its original layout to split into sites "
@@ -115,8 +127,9 @@ def simulate_command(
             raw = read_scenario_file(config) if config is not None else {}
             raw = deep_merge(raw, _overrides(
                 sites=sites, rounds=rounds, local_steps=local_steps, pretext=pretext,
-                data_root=data_root, seed=seed, subjects_per_site=subjects_per_site,
-                strategy=strategy))
+                data_root=data_root, seed=seed, subjects_per_site=subjects_per_site))
+            if strategy is not None:
+                raw = with_strategy(raw, strategy)
             scenario = build_scenario(raw, source=str(config) if config else "options")
             stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
             out_dir = out if out is not None else Path("runs") / stamp

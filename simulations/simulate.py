@@ -158,8 +158,23 @@ def follow(proc: Any, *, out_dir: Path, rounds: int, console: Console) -> None:
 
 
 def run_simulation(scenario: Scenario, *, out_dir: Path, resume: bool = False,
-                   console: Console | None = None) -> SimulationResult:
+                   console: Console | None = None, app: Path | None = None,
+                   report: bool = True) -> SimulationResult:
     """Run a whole simulated federation and return its final status.
+
+    Args:
+        scenario: the run and the simulation's settings.
+        out_dir: where the run writes everything.
+        resume: continue the run in ``out_dir`` from its last checkpoint.
+        console: where progress goes (default: the terminal).
+        app: the Flower app folder to submit (default: this installation's,
+            ``shared.app_bundle.app_dir()``); tests submit a modified copy. Another folder
+            is also put first on the PYTHONPATH of Flower's processes and made the
+            SuperLink's working directory: the simulation's Ray actors unpickle the
+            ClientApp, importing its modules by name from the path the driver had when Ray
+            started (the working directory first), so they would otherwise run this
+            installation's packages.
+        report: write ``report.html`` at the end.
 
     Raises:
         SimulationError: the run did not complete; the message points at the logs.
@@ -188,10 +203,13 @@ def run_simulation(scenario: Scenario, *, out_dir: Path, resume: bool = False,
                   f"encoder {cfg.model.preset}, "
                   f"{'CUDA' if torch.cuda.is_available() else 'CPU'}; logs in {out_dir / 'flower.log'}")
     federation_started = time.time()
+    app = (app or app_dir()).resolve()
+    import_first = app if app != app_dir() else None
     try:
-        with SimulationSuperLink(flwr_home=flwr_home, log_file=out_dir / "superlink.log") as link:
+        with SimulationSuperLink(flwr_home=flwr_home, log_file=out_dir / "superlink.log",
+                                 import_first=import_first) as link:
             status = _run_on(link, cfg=cfg, scenario=scenario, run_config_file=run_config_file,
-                             num_sites=len(sites), out_dir=out_dir, console=console)
+                             num_sites=len(sites), out_dir=out_dir, console=console, app=app)
     except SuperLinkStartError as err:
         raise SimulationError(str(err)) from err
     if status is None:
@@ -204,8 +222,9 @@ def run_simulation(scenario: Scenario, *, out_dir: Path, resume: bool = False,
             f"See {out_dir / 'flower.log'} for the ServerApp's and sites' errors. Finished rounds "
             f"are checkpointed: `simulate --resume {out_dir}` continues from the last one."
         )
-    write_report(out_dir, data_root=data_root, sites=sites, console=console, phases={
-        "data_preparation": data_seconds, "federation": time.time() - federation_started})
+    if report:
+        write_report(out_dir, data_root=data_root, sites=sites, console=console, phases={
+            "data_preparation": data_seconds, "federation": time.time() - federation_started})
     return SimulationResult(out_dir=out_dir, status=status, seconds=time.time() - started,
                             idle_sites=tuple(idle))
 
@@ -250,10 +269,11 @@ def write_report(out_dir: Path, *, data_root: Path, sites: list[str], phases: di
 
 
 def _run_on(link: SimulationSuperLink, *, cfg: RunConfig, scenario: Scenario, run_config_file: Path,
-            num_sites: int, out_dir: Path, console: Console) -> RunStatus | None:
-    """Submit the run to ``link``, follow it to the end, and return its status."""
+            num_sites: int, out_dir: Path, console: Console, app: Path) -> RunStatus | None:
+    """Submit the run of the app folder ``app`` to ``link``, follow it to the end, and
+    return its status."""
     flwr_home = link.flwr_home
-    proc = start_run(app=app_dir(), connection=link.connection, run_config_file=run_config_file,
+    proc = start_run(app=app, connection=link.connection, run_config_file=run_config_file,
                      federation_config=federation_config(num_sites, scenario.simulation),
                      flwr_home=flwr_home, log_file=out_dir / "flower.log")
     try:

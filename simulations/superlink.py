@@ -35,9 +35,15 @@ def free_port() -> int:
 class SimulationSuperLink:
     """Context manager: ``flower-superlink --simulation`` bound to 127.0.0.1, stopped on exit."""
 
-    def __init__(self, *, flwr_home: Path, log_file: Path, startup_timeout_s: float = 60.0) -> None:
+    def __init__(self, *, flwr_home: Path, log_file: Path, startup_timeout_s: float = 60.0,
+                 import_first: Path | None = None) -> None:
+        """``import_first``: an app folder whose packages every process the SuperLink starts
+        must import before this installation's: it goes first on their PYTHONPATH and is
+        the SuperLink's working directory (Ray puts the driver's working directory first
+        on its workers' path)."""
         self.flwr_home = flwr_home
         self.log_file = log_file
+        self.import_first = import_first
         self.port = free_port()
         self.startup_timeout_s = startup_timeout_s
         self.proc: subprocess.Popen[bytes] | None = None
@@ -61,9 +67,13 @@ class SimulationSuperLink:
             "--disable-runtime-dependency-installation",
             "--log-file", str(self.log_file),
         ]
+        env = flower_env(self.flwr_home)
+        if self.import_first is not None:
+            env["PYTHONPATH"] = os.pathsep.join(
+                p for p in (str(self.import_first), env.get("PYTHONPATH", "")) if p)
         with (self.flwr_home / "superlink.out").open("ab") as out:
-            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
-                                         env=flower_env(self.flwr_home), start_new_session=True)
+            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env,
+                                         start_new_session=True, cwd=self.import_first)
         self._wait_until_listening()
         return self
 

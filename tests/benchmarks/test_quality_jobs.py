@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from types import ModuleType
 
 import pytest
@@ -87,13 +89,41 @@ def test_update_dp_variants_pretrain_with_their_noise_and_are_fine_tuned_like_th
         quality: ModuleType) -> None:
     from shared.config import validate_run_config
 
-    cfg = quality.QualityConfig(update_dp_clip=0.3, variants=("scratch", "federated", "federated_dp"),
+    cfg = quality.QualityConfig(variants=("scratch", "federated", "federated_dp"),
                                 tasks=("segmentation",), label_fractions=(0.1,), label_subsets=1)
     plain = quality.pretraining_config(cfg, seed=0, num_sites=3)
-    noised = validate_run_config(quality.pretraining_config(cfg, seed=0, num_sites=3, update_noise=1.0),
-                                 source="test")
+    noised = validate_run_config(quality.pretraining_config(cfg, seed=0, num_sites=3, update_noise=1.0,
+                                                            clip=0.3), source="test")
     assert "updates" not in plain["privacy"]
     assert noised.privacy.updates.enabled and noised.privacy.updates.clipping_norm == 0.3
     assert noised.privacy.updates.noise_multiplier == quality.UPDATE_DP_VARIANTS["federated_dp"]
     jobs = quality.seed_jobs(cfg, seed=0, encoders={**ENCODERS, "federated_dp": "dp.safetensors"})
     assert sorted(j.variant for j in jobs) == ["federated", "federated_dp", "scratch"]
+
+
+def test_the_update_dp_clip_is_the_median_update_norm_of_the_run_without_dp(
+        quality: ModuleType, tmp_path: Path) -> None:
+    rounds = [{"train": {"sites": {"1": {"update-norm": 1.0}, "2": {"update-norm": 4.0},
+                                   "3": {"train-loss": 0.5}}}},
+              {"train": {"sites": {"1": {"update-norm": 2.0}, "2": {"update-norm": 9.0}}}}]
+    (tmp_path / "metrics.json").write_text(json.dumps({"rounds": rounds}))
+    assert quality.median_update_norm(tmp_path) == 3.0
+    with pytest.raises(SystemExit, match="add federated to --variants"):
+        quality.median_update_norm(tmp_path / "missing")
+    (tmp_path / "metrics.json").write_text(json.dumps({"rounds": [{"train": {"sites": {}}}]}))
+    with pytest.raises(SystemExit, match="found none"):
+        quality.median_update_norm(tmp_path)
+
+
+def test_update_dp_variants_without_federated_need_a_clip(quality: ModuleType, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        quality.main(["--variants", "scratch,federated_dp"])
+    assert exit_.value.code == 2 and "pass --update-dp-clip" in capsys.readouterr().err
+
+
+def test_update_privacy_table_shows_each_seeds_clip_and_epsilon(quality: ModuleType) -> None:
+    card = {"clipping_norm": 0.123456, "epsilon": 12.34, "delta": 1e-5}
+    text = quality.update_privacy_markdown({"0": {"federated_dp": card}, "1": {"federated_dp": {
+        **card, "clipping_norm": 0.2, "epsilon": 11.0}}})
+    assert "| federated_dp | 1 | 0.123, 0.2 | 12.3 (1e-05), 11.0 (1e-05) |" in text
+    assert quality.update_privacy_markdown({}) == ""

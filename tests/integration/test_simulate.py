@@ -15,12 +15,12 @@ from shared.model import load_pretrained_encoder
 
 pytestmark = pytest.mark.integration
 
-def tiny_scenario(*, local_steps: int = 2, num_rounds: int = 1, extra: str = "") -> str:
-    """A seconds-long scenario: 2 phantom sites x 4 subjects at 4 mm, 16^3 crops."""
+def tiny_scenario(*, local_steps: int = 2, num_rounds: int = 1, sites: int = 2, extra: str = "") -> str:
+    """A seconds-long scenario: 2 (or ``sites``) phantom sites x 4 subjects at 4 mm, 16^3 crops."""
     return f"""
 seed = 1
 [simulation]
-sites = 2
+sites = {sites}
 [simulation.phantom]
 subjects_per_site = 4
 spacing_mm = 4.0
@@ -34,6 +34,7 @@ local_steps = {local_steps}
 eval_batches = 1
 [federation]
 num_rounds = {num_rounds}
+min_nodes = {sites}
 round_timeout_s = 300
 connect_timeout_s = 120
 [privacy]

@@ -10,7 +10,7 @@ import torch
 from server.checkpoints import CheckpointStore, export_encoder
 from server.metrics_log import MetricsLog
 from shared.model import build_encoder, load_pretrained_encoder
-from shared.stats_schema import StatsPool
+from shared.stats_schema import ModalityStats, StatsPool
 
 
 def test_save_and_resume_latest(tmp_path) -> None:
@@ -47,3 +47,22 @@ def test_exported_encoder_loads_in_one_line(tmp_path) -> None:
     x = torch.rand(1, 1, 16, 16, 16)
     torch.testing.assert_close(loaded(x), enc(x))
     assert json.loads(card.read_text())["rounds"] == 1
+
+
+def test_resume_validates_the_checkpointed_pool(tmp_path) -> None:
+    # A pool checkpointed by a fedmm that pooled a NaN histogram (written as null): resume
+    # drops that entry and keeps the valid one instead of failing every round after it.
+    store = CheckpointStore(tmp_path)
+    entry = ModalityStats(mean=0.4, std=0.1, histogram=(0.25, 0.25, 0.25, 0.25))
+    store.save_round(1, {"encoder.w": torch.zeros(2)}, StatsPool(modalities={"t1": (entry, entry)}),
+                     config_json="{}")
+    state_file = tmp_path / "server_state.json"
+    state = json.loads(state_file.read_text())
+    state["pool"]["modalities"]["t1"][1]["histogram"][2] = None
+    state_file.write_text(json.dumps(state))
+    pool = store.load_latest().pool
+    assert pool is not None and pool.targets("t1") == (entry,)
+    state["pool"] = ["not", "a", "pool"]
+    state_file.write_text(json.dumps(state))
+    with pytest.raises(ValueError, match=r"Cannot resume: the statistics pool in .*server_state\.json"):
+        store.load_latest()

@@ -75,3 +75,6 @@ def test_round_lines_name_missing_sites() -> None:
         "evaluate": {"loss": None}})
     assert "round 2" in line and "2 sites" in line and "0.5000" in line
     assert "without a usable reply: ['3: no reply before the round deadline']" in line
+    kept = describe_round({"round": 3, "train": {"aggregated": False, "reason": "the aggregate has NaN",
+                                                 "sites": {}, "failures": []}, "evaluate": {}})
+    assert "(not aggregated: the aggregate has NaN)" in kept

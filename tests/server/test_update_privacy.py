@@ -92,14 +92,17 @@ def test_server_side_clipping_bounds_each_update_and_adds_calibrated_noise() -> 
     list(wrapped.configure_train(1, as_record(GLOBAL), ConfigRecord(), FakeGrid()))
     up = {k: v + 10.0 for k, v in GLOBAL.items()}
     down = {k: v - 10.0 for k, v in GLOBAL.items()}
-    replies = inner.usable_train_replies(equal_weights([reply(1, up), reply(2, down)]))
-    arrays, _ = wrapped.aggregate_train(1, replies)
+    screening = inner.screen_train_replies(1, [reply(1, up), reply(2, down)])
+    arrays = update_dp.aggregate(wrapped, 1, screening.accepted, sampled=2).arrays
+    assert arrays is not None
     result = {k: v.numpy() for k, v in arrays.items()}
     # opposite updates average to nothing; one site alone moves the encoder by its clipped
     # update, norm 0.5 (it sent a move of norm 10 x sqrt(7))
     single = update_dp.wrap(inner, sampled=1)
     list(single.configure_train(2, as_record(GLOBAL), ConfigRecord(), FakeGrid()))
-    alone, _ = single.aggregate_train(2, inner.usable_train_replies(equal_weights([reply(1, site(10.0))])))
+    alone = update_dp.aggregate(single, 2, inner.screen_train_replies(2, [reply(1, site(10.0))]).accepted,
+                                sampled=1).arrays
+    assert alone is not None
     assert math.isclose(norm({k: v.numpy() for k, v in alone.items()}, GLOBAL), 0.5, rel_tol=1e-3)
     assert norm(result, GLOBAL) < 1e-3
 
@@ -112,12 +115,13 @@ def test_client_side_clipping_sends_the_norm_to_the_sites() -> None:
                             for m in messages)
 
 
-@pytest.mark.parametrize("name", ["fedmedian", "fedtrimmedavg", "fedavgm", "fedadam"])
+@pytest.mark.parametrize("name", ["fedmedian", "fedtrimmedavg", "fedavgm", "fedadam", "krum", "multikrum",
+                                  "bulyan"])
 def test_update_dp_is_refused_for_strategies_that_are_not_a_plain_mean(name: str) -> None:
     from shared.config import ConfigError, validate_run_config
 
     with pytest.raises(ConfigError, match="averages the sites' updates"):
         validate_run_config({"privacy": {"updates": {"enabled": True}},
-                             "federation": {"strategy": name}}, source="test")
+                             "federation": {"strategy": name, "min_nodes": 5}}, source="test")
     validate_run_config({"privacy": {"updates": {"enabled": True}}, "federation": {"strategy": "fedprox"}},
                         source="test")

@@ -44,3 +44,16 @@ def test_an_unknown_partitioner_or_setting_is_refused() -> None:
     with pytest.raises(ConfigError, match="alpa"):
         build_scenario({"simulation": {"layout": "auto", "partition": {"name": "dirichlet", "alpa": 1}}},
                        source="t")
+
+
+def test_strategy_option_keeps_its_own_table_and_replaces_another_strategys() -> None:
+    from simulations.cli import with_strategy
+
+    raw = {"federation": {"num_rounds": 2, "strategy": {"name": "fedema", "fedema_tau": 0.5}}}
+    same = build_scenario(with_strategy(raw, "fedema"), source="t").run.federation
+    assert same.strategy.name == "fedema" and same.strategy.fedema_tau == 0.5 and same.num_rounds == 2
+    other = build_scenario(with_strategy(raw, "fedprox"), source="t").run.federation
+    assert other.strategy.name == "fedprox" and other.num_rounds == 2
+    assert build_scenario(with_strategy({}, "fedadam"), source="t").run.federation.strategy.name == "fedadam"
+    with pytest.raises(ConfigError, match="needs at least 3 sites"):
+        build_scenario(with_strategy({}, "krum"), source="t")
