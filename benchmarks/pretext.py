@@ -67,15 +67,20 @@ def row_of(doc: dict[str, Any], variant: str) -> dict[str, float]:
     return next(iter(doc["results"].values())).get(variant, {})
 
 
-def dice_by_seed(doc: dict[str, Any], variant: str) -> dict[int, float]:
-    """Segmentation Dice mean of ``variant`` per seed (the seed also picks the labelled subset)."""
-    return {int(j["seed"]): float(j["metrics"]["dice_mean"]) for j in doc["jobs"]
-            if j["variant"] == variant and j["task"] == "segmentation" and "dice_mean" in j["metrics"]}
+def dice_by_draw(doc: dict[str, Any], variant: str) -> dict[tuple[int, int], float]:
+    """Segmentation Dice mean of ``variant`` per (seed, labelled draw): every fine-tuning job
+    of the variant, none overwriting another (local_only's per-site jobs are averaged)."""
+    scores: dict[tuple[int, int], list[float]] = {}
+    for j in doc["jobs"]:
+        if j["variant"] == variant and j["task"] == "segmentation" and "dice_mean" in j["metrics"]:
+            scores.setdefault((int(j["seed"]), int(j.get("subset", 0))), []).append(
+                float(j["metrics"]["dice_mean"]))
+    return {key: statistics.fmean(values) for key, values in scores.items()}
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
     lines = ["| pretext | s / local step | Dice mean (10 % labels) | Dice - scratch (points) | "
-             "per seed (points) | accuracy | AUC |", "|---|---|---|---|---|---|---|"]
+             "per seed x draw (points) | accuracy | AUC |", "|---|---|---|---|---|---|---|"]
     for r in rows:
         e = r["downstream"]
 
@@ -127,6 +132,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--step-timing-steps", type=int, default=5)
     parser.add_argument("--site-local-norm", choices=("true", "false"), default=None,
                         help="keep normalization affine on the sites (FedBN) during pretraining")
+    parser.add_argument("--name", default=None,
+                        help="results file name without extension (default pretext, or "
+                             "pretext_quick with --quick); a variant run never overwrites them")
     parser.add_argument("--out-dir", type=Path, default=RESULTS)
     parser.add_argument("--work-dir", type=Path, default=Path("runs") / "pretext")
     args = parser.parse_args(argv)
@@ -156,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         doc = run_quality(replace(base, variants=("federated",), pretext=pretext),
                           work=work / pretext.replace(",", "+").replace(":", "_"))
         entry = row_of(doc, "federated")
-        ours, theirs = dice_by_seed(doc, "federated"), dice_by_seed(scratch, "scratch")
+        ours, theirs = dice_by_draw(doc, "federated"), dice_by_draw(scratch, "scratch")
         paired = [100 * (ours[k] - theirs[k]) for k in sorted(ours) if k in theirs]
         rows.append({"pretext": pretext, "seconds_per_step": step_s, "downstream": entry,
                      "paired_points": paired,
@@ -176,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
             combo = ",".join(r["pretext"] for r in ranked[:2])
         measure(combo)
     best = max(rows[1:], key=lambda r: r["downstream"].get("dice_mean", float("-inf")))
-    name = "pretext_quick" if args.quick else "pretext"
+    name = args.name or ("pretext_quick" if args.quick else "pretext")
     doc_out = {
         "config": {**{k: v for k, v in vars(args).items() if k not in ("out_dir", "work_dir")},
                    "quality": base.__dict__},

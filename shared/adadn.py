@@ -2,7 +2,7 @@
 
 Our reconstruction of Wen et al., "Cross-modal contrastive learning with domain-adaptive
 denormalization", J. Biomed. Eng. 40(3):482-491, 2023 (the full text is not public; see
-METHODS.md A). A source image is standardised with its own foreground moments and
+docs/methods.md, cross_modal_contrastive). A source image is standardised with its own foreground moments and
 re-scaled with a target domain's moments, so that it takes on another site's appearance
 while its anatomy is unchanged::
 

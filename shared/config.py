@@ -82,7 +82,7 @@ class ModelConfig(FrozenModel):
 
 
 class AdaDNConfig(FrozenModel):
-    """AdaDN-style augmentation (our reconstruction of Wen et al. 2023; METHODS.md A)."""
+    """AdaDN-style augmentation (our reconstruction of Wen et al. 2023; docs/methods.md)."""
 
     probability: float = Field(default=0.8, ge=0, le=1, description="Chance a view is denormalized.")
     target: Literal["pool", "own_site", "pool_jitter"] = Field(
@@ -268,7 +268,7 @@ class FedAvgConfig(StrategySettings):
 class FedEmaConfig(StrategySettings):
     """FedAvg on the server plus FedEMA's divergence-aware blending on each site.
 
-    Zhuang et al., ICLR 2022 (METHODS.md): ``W_k <- mu W_k + (1 - mu) W_g``,
+    Zhuang et al., ICLR 2022 (docs/methods.md, Federated strategies): ``W_k <- mu W_k + (1 - mu) W_g``,
     ``mu = min(lambda ||W_g - W_k||, 1)``, ``lambda = fedema_tau / ||W_g - W_k||``.
     """
 

@@ -9,7 +9,7 @@ CANONICAL_MODALITIES: tuple[str, ...] = (
     "t1", "t1ce", "t2", "flair", "pd", "mra", "dwi", "adc", "t1_inphase", "t1_outphase", "ct",
 )
 
-# BrainMVP's normalisation (METHODS.md C) plus the spellings of BraTS 2021/2023, MSD,
+# BrainMVP's normalisation (docs/methods.md) plus the spellings of BraTS 2021/2023, MSD,
 # UPENN-GBM, UCSF-PDGM, IXI, ISLES 2022 and CHAOS. CHAOS's dual-echo T1 (in-phase and
 # opposed-phase gradient echo on one grid) keeps two names of its own: calling either "t1"
 # would pair it with brain spin-echo T1. Keys are lower-case.

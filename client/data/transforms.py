@@ -256,7 +256,7 @@ class ForegroundPercentileScale(Transform):
     percentile would move with the field of view rather than with the tissue. Background
     stays exactly 0; foreground is clipped to [0, 1] (so foreground voxels at or below
     the lower percentile also become 0). A channel whose foreground is constant maps to 1.
-    BrainMVP scales between the 5th and 95th percentile per channel (METHODS.md C).
+    BrainMVP scales between the 5th and 95th percentile per channel (docs/methods.md).
     """
 
     def __init__(self, *, lower: float, upper: float) -> None:
@@ -305,7 +305,7 @@ class ForegroundPercentileScaled(MapTransform):
 
 
 class ForegroundStats(Transform):
-    """Per-modality foreground statistics of a scaled image (AdaDN's moments, METHODS.md A).
+    """Per-modality foreground statistics of a scaled image (AdaDN's moments, docs/methods.md).
 
     Foreground is ``image[m] > 0`` per modality: after percentile scaling this is the
     modality's own nonzero voxels minus those clipped to 0 at the lower percentile (a

@@ -16,7 +16,7 @@ def info_nce(z1: torch.Tensor, z2: torch.Tensor, *, temperature: float) -> torch
 
     and the loss is the mean of ``l_i`` over all ``2N`` anchors. Every other study in the
     batch (in either view) is a negative. In fedmm the two views are different modalities
-    of the same study at the same location (Wen et al. 2023, METHODS.md A).
+    of the same study at the same location (Wen et al. 2023, docs/methods.md, cross_modal_contrastive).
 
     Args:
         z1, z2: ``(N, K)`` projections of the two views, ``N >= 2``.

@@ -1,4 +1,4 @@
-"""SLeM's contextual fusion block (CFB): multi-scale context on a 3D feature map (METHODS.md B).
+"""SLeM's contextual fusion block (CFB): multi-scale context on a 3D feature map (docs/methods.md).
 
 Wang, Lin, Qi, Chen, Li, Shen, Ma, Journal of Computer-Aided Design & Computer Graphics
 37(3):474-483, 2025, place a CFB after the encoder so that tumours of different sizes

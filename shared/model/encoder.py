@@ -32,7 +32,7 @@ PRESETS: dict[str, EncoderPreset] = {
 class MultiModalEncoder(nn.Module):
     """A stack of strided MONAI ``ResidualUnit`` stages, the down path of MONAI's UNet.
 
-    Every modality enters as its own single-channel volume (as in BrainMVP, METHODS.md C),
+    Every modality enters as its own single-channel volume (as in BrainMVP, docs/methods.md),
     so one set of weights serves any subset of modalities and missing modalities cost
     nothing. The per-stage feature maps are kept for U-Net-style decoders in fine-tuning.
 

@@ -10,7 +10,7 @@ from torch import nn
 ENCODER_PREFIX = "encoder."
 
 # Normalization layers whose affine parameters are per-site "domain denormalization"
-# (FedBN, Li et al. ICLR 2021), the feature-level counterpart of AdaDN (METHODS.md A).
+# (FedBN, Li et al. ICLR 2021), the feature-level counterpart of AdaDN (docs/methods.md).
 _NORM_TYPES = (nn.GroupNorm, nn.modules.batchnorm._NormBase, nn.LayerNorm)
 
 

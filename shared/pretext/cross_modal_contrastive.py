@@ -1,4 +1,4 @@
-"""Cross-modal contrastive learning with AdaDN augmentation (Wen et al. 2023, METHODS.md A).
+"""Cross-modal contrastive learning with AdaDN augmentation (Wen et al. 2023, docs/methods.md).
 
 Positives are two *different modalities of the same study at the same location* (an
 aligned crop), negatives are the other studies of the batch; each view may be
@@ -6,7 +6,7 @@ denormalized towards another site's appearance with AdaDN, using target moments 
 server's anonymized statistics pool (this site's own statistics when the pool lacks the
 modality). AdaDN itself is our reconstruction (shared/adadn.py); ``adadn.target``,
 ``adadn.interpolate``, ``adadn.jitter`` and ``adadn.matching`` pick among the variants of
-METHODS.md A (pool, own site, a draw around the pool; two moments or whole histograms).
+docs/methods.md (pool, own site, a draw around the pool; two moments or whole histograms).
 """
 
 from __future__ import annotations

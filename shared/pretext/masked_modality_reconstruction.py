@@ -1,4 +1,4 @@
-"""Masked modality reconstruction with modality templates (BrainMVP, METHODS.md C).
+"""Masked modality reconstruction with modality templates (BrainMVP, docs/methods.md).
 
 Rui, Chen, Tang, Wang, Liu, Zhang, Wang. "BrainMVP: Multi-modal Vision Pre-training for
 Brain Image Analysis using Multi-parametric MRI", CVPR 2025 (arXiv 2410.10604).

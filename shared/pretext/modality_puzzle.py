@@ -1,4 +1,4 @@
-"""SLeM modality-block recombination: classify which modality fills each block (METHODS.md B).
+"""SLeM modality-block recombination: classify which modality fills each block (docs/methods.md).
 
 Wang, Lin, Qi, Chen, Li, Shen, Ma. "SLeM: self-supervised learning of multimodal brain
 images by modality-block recombination" (in Chinese), Journal of Computer-Aided Design &

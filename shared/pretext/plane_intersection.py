@@ -1,4 +1,4 @@
-"""Plane intersection: regress the heat map of the line where two oblique planes meet (METHODS.md D).
+"""Plane intersection: regress the heat map of the line where two oblique planes meet (docs/methods.md).
 
 "Self-supervised learning for medical image data with anatomy-oriented imaging planes"
 (Zhang, Wei, Zhu, Gu, Zheng; Medical Image Analysis 94:103151, 2024; arXiv 2403.16499).
@@ -9,7 +9,7 @@ and a sigmoid-output decoder (its public code).
 
 Our reconstruction for co-registered 3D brain crops (not in the paper): brain MRI has no
 standard oblique views, so both planes are resampled from the crop with random
-orientations (as METHODS.md D suggests) and the network sees both:
+orientations (as docs/methods.md, plane_intersection, suggests) and the network sees both:
 
 * A plane is the identity axial frame (rows along D, columns along H, normal along W of a
   RAS crop) rotated by a tilt ``~ U(0, cfg.max_tilt_deg)`` about an in-plane axis at a

@@ -1,4 +1,4 @@
-"""Relative slice position: regress where a slab lies along its stack (Zhang et al. 2024, METHODS.md D).
+"""Relative slice position: regress where a slab lies along its stack (Zhang et al. 2024, docs/methods.md).
 
 "Self-supervised learning for medical image data with anatomy-oriented imaging planes"
 (Zhang, Wei, Zhu, Gu, Zheng; Medical Image Analysis 94:103151, 2024; arXiv 2403.16499).
