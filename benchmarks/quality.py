@@ -285,11 +285,31 @@ def pretrain(cfg: QualityConfig, *, seed: int, data_root: Path, train_sites: lis
     return out
 
 
+#: The packages whose code a pretraining runs (this file is added).
+CODE_PACKAGES = ("client", "server", "shared", "simulations")
+
+
+@functools.cache
+def code_version() -> str:
+    """A sha256 of every Python source a pretraining runs (the packages above and this
+    script), so a recorded encoder is never reused by other code; docs and results do not
+    count, so writing results keeps the records of the same code reusable."""
+    import hashlib
+
+    root = Path(__file__).resolve().parent.parent
+    files = sorted(p for pkg in CODE_PACKAGES for p in (root / pkg).rglob("*.py"))
+    digest = hashlib.sha256()
+    for path in [*files, Path(__file__).resolve()]:
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
 def pretraining_key(cfg: QualityConfig, *, seed: int, data_root: Path,
                     train_sites: list[str]) -> dict[str, Any]:
-    """Everything a seed's pretrained encoders depend on (fine-tuning settings and which
-    variants run are not in it)."""
-    return {"run": pretraining_config(cfg, seed=seed, num_sites=len(train_sites)),
+    """Everything a seed's pretrained encoders depend on, the code version included
+    (fine-tuning settings and which variants run are not in it)."""
+    return {"code": code_version(),
+            "run": pretraining_config(cfg, seed=seed, num_sites=len(train_sites)),
             "update_dp": {"clip": cfg.update_dp_clip, "noise": UPDATE_DP_VARIANTS},
             "data_root": str(data_root), "train_sites": train_sites,
             "phantom": [cfg.sites, cfg.subjects_per_site, cfg.spacing_mm]}

@@ -44,3 +44,27 @@ def test_pretraining_is_reused_only_when_its_settings_match(quality: ModuleType,
     assert calls == [0, 0, 0, 0, 0] and asked[-1] == ("cyclic",)  # only the missing variant
     assert more["federated"] == quality.finished_pretraining(cfg, **args)["federated"]
     assert set(more["seconds"]) == {"federated", "cyclic"} and len(calls) == 5
+
+
+def test_pretraining_recorded_by_other_code_is_never_reused(quality: ModuleType, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+
+    def fake_pretrain(cfg: Any, *, seed: int, data_root: Path, train_sites: list[str],
+                      work: Path) -> dict[str, Any]:
+        calls.append(quality.code_version())
+        enc = work / f"enc-{len(calls)}.safetensors"
+        enc.write_bytes(b"x")
+        return {"seconds": {"federated": 1.0}, "federated": str(enc)}
+
+    monkeypatch.setattr(quality, "pretrain", fake_pretrain)
+    cfg = quality.QualityConfig(variants=("scratch", "federated"))
+    args = {"seed": 0, "data_root": tmp_path / "data", "train_sites": ["a"], "work": tmp_path}
+    real = quality.code_version()
+    assert len(real) == 64 and real == quality.code_version()
+    quality.finished_pretraining(cfg, **args)
+    quality.finished_pretraining(cfg, **args)
+    assert len(calls) == 1                                   # same code: reused
+    monkeypatch.setattr(quality, "code_version", lambda: "0" * 64)
+    quality.finished_pretraining(cfg, **args)
+    assert len(calls) == 2                                   # an edited source: pretrained again
