@@ -31,8 +31,10 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from quality import (
     RESULTS,
+    Job,
     QualityConfig,
     machine_line,
+    paired_points,
     phantom_sites,
     pretraining_config,
     run_quality,
@@ -67,15 +69,12 @@ def row_of(doc: dict[str, Any], variant: str) -> dict[str, float]:
     return next(iter(doc["results"].values())).get(variant, {})
 
 
-def dice_by_draw(doc: dict[str, Any], variant: str) -> dict[tuple[int, int], float]:
-    """Segmentation Dice mean of ``variant`` per (seed, labelled draw): every fine-tuning job
-    of the variant, none overwriting another (local_only's per-site jobs are averaged)."""
-    scores: dict[tuple[int, int], list[float]] = {}
-    for j in doc["jobs"]:
-        if j["variant"] == variant and j["task"] == "segmentation" and "dice_mean" in j["metrics"]:
-            scores.setdefault((int(j["seed"]), int(j.get("subset", 0))), []).append(
-                float(j["metrics"]["dice_mean"]))
-    return {key: statistics.fmean(values) for key, values in scores.items()}
+def paired_with_scratch(doc: dict[str, Any], scratch: dict[str, Any], cfg: QualityConfig) -> list[float]:
+    """Federated's segmentation Dice minus scratch's on each (seed, labelled draw), in points:
+    the quality benchmark's own pairing (``paired_points``) over both runs' jobs."""
+    jobs = [Job(**j) for j in (*scratch["jobs"], *doc["jobs"])]
+    pairs = replace(cfg, variants=("scratch", "federated"))
+    return paired_points(jobs, pairs, fraction=min(cfg.label_fractions))["federated"]
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
@@ -164,8 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         doc = run_quality(replace(base, variants=("federated",), pretext=pretext),
                           work=work / pretext.replace(",", "+").replace(":", "_"))
         entry = row_of(doc, "federated")
-        ours, theirs = dice_by_draw(doc, "federated"), dice_by_draw(scratch, "scratch")
-        paired = [100 * (ours[k] - theirs[k]) for k in sorted(ours) if k in theirs]
+        paired = paired_with_scratch(doc, scratch, base)
         rows.append({"pretext": pretext, "seconds_per_step": step_s, "downstream": entry,
                      "paired_points": paired,
                      "dice_minus_scratch_points": (100 * (entry["dice_mean"] - base_dice)
