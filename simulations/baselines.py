@@ -35,16 +35,21 @@ from shared.stats_schema import StatsPool
 
 def pooled_site_folder(data_root: Path, sites: Sequence[str], dest: Path) -> Path:
     """A folder holding every study of ``sites`` (symbolic links, no copies)."""
+    return linked_folder([s for site in sites for s in site_studies(data_root / site)], dest)
+
+
+def linked_folder(studies: Sequence[Path], dest: Path) -> Path:
+    """``dest`` made anew, holding a symbolic link to each study folder given."""
     if dest.exists():
         shutil.rmtree(dest)
     dest.mkdir(parents=True)
-    for site in sites:
-        for study in _studies(data_root / site):
-            _link(study, dest)
+    for study in studies:
+        _link(study, dest)
     return dest
 
 
-def _studies(site_dir: Path) -> list[Path]:
+def site_studies(site_dir: Path) -> list[Path]:
+    """A site folder's study folders (non-hidden sub-folders), sorted by name."""
     return sorted(p for p in site_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
@@ -63,7 +68,7 @@ def iid_site_folders(data_root: Path, sites: Sequence[str], dest: Path, *, seed:
     virtual site mixes all scanners. Returns ``dest``."""
     if dest.exists():
         shutil.rmtree(dest)
-    studies = [s for site in sites for s in _studies(data_root / site)]
+    studies = [s for site in sites for s in site_studies(data_root / site)]
     order = np.random.default_rng([seed, 0x11D]).permutation(len(studies))
     for k in range(len(sites)):
         folder = dest / f"site-{k}"

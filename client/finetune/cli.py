@@ -46,7 +46,10 @@ def finetune_command(
     context_fusion: Annotated[bool, typer.Option(
         help="Add SLeM's contextual fusion block (multi-scale dilated convolutions) on the "
         "deepest encoder features; it is trained with the decoder/head.")] = False,
-    steps: Annotated[int, typer.Option(help="Optimizer steps.")] = 120,
+    steps: Annotated[int, typer.Option(help="Optimizer steps (the most, with --early-stopping).")] = 120,
+    early_stopping: Annotated[bool, typer.Option(
+        help="Hold out 20 % of the labelled studies (at least 1), score on them every 50 "
+        "steps, stop after 4 scores without improvement and keep the best weights.")] = False,
     encoder_lr_scale: Annotated[float, typer.Option(
         help="The encoder trains at the learning rate times this (0 < x <= 1); the new "
         "decoder/head at the full rate.")] = 1.0,
@@ -60,6 +63,7 @@ def finetune_command(
     try:
         cfg = FinetuneConfig.model_validate({"task": task, "label_fraction": label_fraction,
                                              "linear_probe": linear_probe, "steps": steps, "seed": seed,
+                                             "early_stopping": early_stopping,
                                              "context_fusion": context_fusion,
                                              "encoder_lr_scale": encoder_lr_scale,
                                              "augment_intensity": augment_intensity})
@@ -83,7 +87,9 @@ def finetune_command(
     except ValueError as err:
         console.print(f"[red]{err}[/]")
         raise typer.Exit(2) from err
-    table = Table(title=f"{cfg.task}: {result.encoder} ({result.train_studies} train / "
+    stopped = (f", {result.early_stopping_studies} of them for early stopping, best step "
+               f"{result.best_step}" if cfg.early_stopping else "")
+    table = Table(title=f"{cfg.task}: {result.encoder} ({result.train_studies} train{stopped} / "
                   f"{result.test_studies} test studies, {result.seconds:.0f} s)")
     table.add_column("metric")
     table.add_column("value", justify="right")

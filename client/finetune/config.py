@@ -17,7 +17,19 @@ class FinetuneConfig(FrozenModel):
     label_fraction: float = Field(default=1.0, gt=0, le=1,
                                   description="Fixed, seeded share of labelled training studies.")
     linear_probe: bool = Field(default=False, description="Freeze the encoder; train the head only.")
-    steps: int = Field(default=120, ge=1, description="Optimizer steps.")
+    steps: int = Field(default=120, ge=1, description="Optimizer steps (with early stopping: "
+                       "the most steps).")
+    early_stopping: bool = Field(
+        default=False, description="Hold out a seeded share of the labelled training studies, "
+        "score on them every eval_every steps (segmentation: Dice; classification: "
+        "cross-entropy), stop after `patience` evaluations without improvement and keep the "
+        "best weights.")
+    early_stopping_fraction: float = Field(
+        default=0.2, gt=0, lt=1, description="Share of the labelled studies held out for early "
+        "stopping (at least 1 study).")
+    eval_every: int = Field(default=50, ge=1, description="Steps between early-stopping evaluations.")
+    patience: int = Field(default=4, ge=1, description="Evaluations without improvement before "
+                          "early stopping ends training.")
     batch_size: int = Field(default=2, ge=1)
     lr: float = Field(default=2e-3, gt=0)
     encoder_lr_scale: float = Field(

@@ -52,6 +52,20 @@ def label_subset(samples: Sequence[dict[str, Any]], *, fraction: float, seed: in
     return [samples[i] for i in sorted(order[:k])]
 
 
+def early_stopping_split(samples: Sequence[dict[str, Any]], *, fraction: float, seed: int
+                         ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Split labelled studies into (training, early-stopping) parts: a seeded
+    ``round(fraction * n)`` studies (at least 1) are held out, at least 1 is trained on."""
+    n = len(samples)
+    if n < 2:
+        raise ValueError(f"early stopping needs at least 2 labelled studies (1 to train on, 1 to "
+                         f"stop on), found {n}; raise --label-fraction or turn early stopping off.")
+    k = min(n - 1, max(1, round(fraction * n)))
+    held = set(np.random.default_rng([seed, 0xE5]).permutation(n)[:k].tolist())
+    return ([s for i, s in enumerate(samples) if i not in held],
+            [s for i, s in enumerate(samples) if i in held])
+
+
 def has_enhancing_tumour(label: Any) -> int:
     """The classification target: 1 when the study has enhancing tumour (BraTS label 4).
 

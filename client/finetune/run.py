@@ -12,9 +12,14 @@ from typing import Any
 import torch
 
 from client.device import select_device
-from client.finetune.classification import evaluate_classification, train_classification
+from client.finetune.classification import (
+    evaluate_classification,
+    held_out_loss,
+    train_classification,
+)
 from client.finetune.config import FinetuneConfig
-from client.finetune.data import label_subset, labelled_samples
+from client.finetune.data import early_stopping_split, label_subset, labelled_samples
+from client.finetune.early_stopping import EarlyStopping
 from client.finetune.segmentation import evaluate_segmentation, train_segmentation
 from shared.config import ModelConfig, TrainConfig
 from shared.model import build_classifier, build_segmenter, resolve_preset
@@ -35,6 +40,8 @@ class FinetuneResult:
     seconds: float
     losses: list[float] = field(default_factory=list)
     config: dict[str, Any] = field(default_factory=dict)
+    early_stopping_studies: int = 0      # held out of train_studies for early stopping
+    best_step: int | None = None         # the step whose weights were kept (early stopping)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -73,6 +80,17 @@ def scratch_preset(cfg: FinetuneConfig, device: torch.device) -> str:
     return resolve_preset(ModelConfig(preset=cfg.preset), cuda_available=device.type == "cuda")
 
 
+def early_stopper(cfg: FinetuneConfig, held: list[dict[str, Any]],
+                  device: torch.device) -> EarlyStopping:
+    """The early stopping of ``cfg`` scored on the held-out labelled studies ``held``."""
+    def score(model: torch.nn.Module) -> float:
+        if cfg.task == "segmentation":
+            return evaluate_segmentation(model, held, crop=cfg.crop_size, device=device)["dice_mean"]
+        return -held_out_loss(model, held, size=cfg.class_size, device=device)
+
+    return EarlyStopping(score=score, every=cfg.eval_every, patience=cfg.patience)
+
+
 def run_finetune(
     *, encoder: str | Path | None, cfg: FinetuneConfig, data_root: Path,
     train_sites: Sequence[str], test_sites: Sequence[str], cache_dir: Path,
@@ -90,6 +108,9 @@ def run_finetune(
     if not test:
         raise ValueError(f"the test sites {list(test_sites)} have no labelled studies.")
     train = label_subset(train_all, fraction=cfg.label_fraction, seed=cfg.seed)
+    held: list[dict[str, Any]] = []
+    if cfg.early_stopping:
+        train, held = early_stopping_split(train, fraction=cfg.early_stopping_fraction, seed=cfg.seed)
     m = len(cfg.data.modalities)
     preset = scratch_preset(cfg, device)
     torch.manual_seed(cfg.seed)  # same decoder/head initialisation for every variant
@@ -104,20 +125,23 @@ def run_finetune(
                                  context_dilations=cfg.context_dilations)
     model = model.to(device)
     opt = torch.optim.AdamW(parameter_groups(model, cfg), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    stopper = early_stopper(cfg, held, device) if held else None
     if cfg.task == "segmentation":
         losses = train_segmentation(model, train, steps=cfg.steps, batch_size=cfg.batch_size,
                                     crop=cfg.crop_size, optimizer=opt, device=device, seed=cfg.seed,
-                                    augment_intensity=cfg.augment_intensity)
+                                    augment_intensity=cfg.augment_intensity, stopper=stopper)
         metrics = evaluate_segmentation(model, test, crop=cfg.crop_size, device=device)
     else:
         losses = train_classification(model, train, steps=cfg.steps, batch_size=cfg.batch_size,
-                                      size=cfg.class_size, optimizer=opt, device=device, seed=cfg.seed)
+                                      size=cfg.class_size, optimizer=opt, device=device, seed=cfg.seed,
+                                      stopper=stopper)
         metrics = evaluate_classification(model, test, size=cfg.class_size, device=device)
     result = FinetuneResult(
         task=cfg.task, encoder=str(path) if path else "none", metrics=metrics,
-        train_studies=len(train), test_studies=len(test),
+        train_studies=len(train) + len(held), test_studies=len(test),
         seconds=time.perf_counter() - started, losses=losses,
-        config=json.loads(cfg.model_dump_json()),
+        config=json.loads(cfg.model_dump_json()), early_stopping_studies=len(held),
+        best_step=stopper.best_step if stopper and stopper.evaluations else None,
     )
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -21,6 +21,7 @@ from monai.transforms import (
     SpatialPadd,
 )
 
+from client.finetune.early_stopping import EarlyStopping
 from client.finetune.step import optimizer_step
 
 REGIONS = ("tc", "wt", "et")  # MONAI's BraTS channel order: tumour core, whole tumour, enhancing
@@ -59,16 +60,17 @@ def to_regions(label: torch.Tensor) -> torch.Tensor:
 def train_segmentation(
     model: torch.nn.Module, samples: Sequence[dict[str, Any]], *, steps: int, batch_size: int,
     crop: int, optimizer: torch.optim.Optimizer, device: torch.device, seed: int,
-    augment_intensity: bool = False,
+    augment_intensity: bool = False, stopper: EarlyStopping | None = None,
 ) -> list[float]:
-    """Train on random label-balanced crops; returns the loss per step."""
+    """Train on random label-balanced crops (until ``stopper`` says so, if given: it then
+    leaves the model with its best weights); returns the loss per step."""
     crop_t = _crop_transform(crop, seed, augment_intensity=augment_intensity)
     prepared = _prepare(samples, crop)
     rng = np.random.default_rng(seed)
     loss_fn = DiceCELoss(sigmoid=True, smooth_nr=1e-5, smooth_dr=1e-5)
     model.train()
     losses = []
-    for _ in range(steps):
+    for step in range(1, steps + 1):
         idx = rng.choice(len(samples), size=batch_size, replace=len(samples) < batch_size)
         imgs, labs = [], []
         for i in idx:
@@ -77,6 +79,10 @@ def train_segmentation(
             labs.append(to_regions(torch.as_tensor(out["label"])))
         x, y = torch.stack(imgs).float().to(device), torch.stack(labs).to(device)
         losses.append(optimizer_step(optimizer, loss_fn(model(x), y)))
+        if stopper is not None and stopper.after_step(step, model):
+            break
+    if stopper is not None:
+        stopper.restore_best(model)
     return losses
 
 
