@@ -24,8 +24,3 @@ def _load(name: str, file: str) -> ModuleType:
 @pytest.fixture(scope="module")
 def quality() -> ModuleType:
     return _load("quality_bench", "quality.py")
-
-
-@pytest.fixture(scope="module")
-def pretext() -> ModuleType:
-    return _load("pretext_bench", "pretext.py")

@@ -24,21 +24,41 @@ def test_quality_quick(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     doc = json.loads((tmp_path / "results" / "quality_quick.json").read_text())
-    assert set(doc) >= {"config", "machine", "results", "command"}
-    for row in doc["results"].values():
-        assert set(row) == set(VARIANTS)
-        for entry in row.values():
-            assert {"dice_mean", "dice_std", "acc_mean", "acc_std"} <= set(entry)
-            assert 0.0 <= entry["dice_mean"] <= 1.0
-    dims = doc["effective_dimensions"]
-    assert set(dims) == set(VARIANTS)
-    assert set(doc["paired_dice_points_vs_federated_at_low_label_fraction"]) == set(VARIANTS) - {
-        "federated"}
-    assert "reaches_90pct_of_centralized_gain" in doc["goals_at_low_label_fraction"]
+    assert doc["command"].startswith("python benchmarks/quality.py --quick")
+    assert doc["role"] == "validation" and doc["evaluated_sites"] == {
+        "in_federation": "site-2", "unseen_site": "site-4"}
+    assert len(doc["code_version"]) == 64 and doc["seeds"] == [0, 1]
+    assert set(doc["results"]["in_federation"]["0.5"]) == set(VARIANTS)
+    assert set(doc["results"]["unseen_site"]["0.5"]) == {"scratch", "local_only", "federated"}
+    for setting in ("in_federation", "unseen_site"):
+        for fraction in ("0.5", "1.0"):
+            for entry in doc["results"][setting][fraction].values():
+                assert 0.0 <= entry["dice_mean"] <= 1.0 and "acc_mean" in entry
+            d = doc["paired_dice_points"][setting][fraction]["federated_minus_scratch"]
+            assert len(d["per_seed"]) == 2 and d["ci95"][0] <= d["mean"] <= d["ci95"][1]
+    assert set(doc["paired_dice_points"]["in_federation"]["0.5"]) >= {
+        "federated_minus_local_only", "centralized_minus_scratch", "cyclic_minus_scratch",
+        "federated_iid_minus_scratch"}
+    assert isinstance(doc["goals"]["all_goals_hold"], bool)
+    assert doc["budget_check"]["holds"] in (True, False)
+    # every fine-tuning stopped early or ran out of steps, and said which step it kept
+    assert all(j["best_step"] in (2, 4) and 2 <= j["steps_run"] <= 4 for j in doc["jobs"])
     # the controls ran through their own paths: a Flower run on IID shards, a cyclic export
-    assert (tmp_path / "work" / "federated_iid-seed0" / "encoder.safetensors").exists()
-    assert (tmp_path / "work" / "iid-seed0" / "data" / "site-0").is_dir()
-    assert (tmp_path / "work" / "cyclic-seed0" / "site-1").is_dir()
-    assert all(0.0 < e["mean"] <= 128 and e["mean"] <= e["width"] for e in dims.values())
+    work = tmp_path / "work"
+    assert (work / "federated_iid-seed0" / "encoder.safetensors").exists()
+    assert (work / "cyclic-seed1" / "site-1").is_dir()
+    # the evaluated sites' test studies were in no pretraining
+    pretrain = {p.name for p in (work / "sites" / "pretrain" / "site-2").iterdir()}
+    test = {p.name for p in (work / "sites" / "eval-validation" / "site-2-test").iterdir()}
+    assert test and not pretrain & test
     assert (tmp_path / "results" / "quality_quick.png").stat().st_size > 5000
-    assert (tmp_path / "work" / "federated-seed0" / "report.html").exists()
+    assert "## Goals at 50% labels, in_federation" in (tmp_path / "results" / "quality_quick.md").read_text()
+    assert (work / "federated-seed0" / "report.html").exists()
+    # a second run reuses every pretrained encoder (same code, same settings)
+    again = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "quality.py"), "--quick", "--tasks", "classification",
+         "--out-dir", str(tmp_path / "results"), "--work-dir", str(work), "--variants", "scratch,federated",
+         "--name", "again"], capture_output=True, text=True, timeout=900, cwd=tmp_path)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    reused = json.loads((tmp_path / "results" / "again.json").read_text())["pretraining_reused"]
+    assert reused == {"0": ["federated"], "1": ["federated"]}
