@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from server.export.monai_bundle import write_monai_bundle
+from server.export.nnunet import write_nnunet
 from server.export.portable import write_onnx, write_torchscript
 from server.export.run_folder import RunFolder, read_run_folder
 from shared.lookup import look_up
@@ -15,6 +16,7 @@ EXPORT_FORMATS: dict[str, Callable[[RunFolder, Path], Path]] = {
     "monai-bundle": write_monai_bundle,
     "torchscript": write_torchscript,
     "onnx": write_onnx,
+    "nnunet": write_nnunet,
 }
 
 
