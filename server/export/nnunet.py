@@ -54,7 +54,7 @@ def build_nnunet_network(architecture: dict[str, Any], *, input_channels: int,
     for key in architecture["_kw_requires_import"]:
         if kwargs[key] is not None:
             kwargs[key] = pydoc.locate(kwargs[key])
-    network_class = pydoc.locate(architecture["network_class_name"])
+    network_class: Any = pydoc.locate(architecture["network_class_name"])
     if network_class is None:
         raise ValueError(
             f"Expected nnU-Net's network code ({architecture['network_class_name']}) to be "
@@ -62,10 +62,11 @@ def build_nnunet_network(architecture: dict[str, Any], *, input_channels: int,
             "nnunetv2==2.8.1`) or alone (`pip install --no-deps "
             "dynamic-network-architectures==0.4.4`), then run the export again."
         )
-    net: nn.Module = network_class(input_channels=input_channels, num_classes=num_classes,
-                                   deep_supervision=True, **kwargs)  # type: ignore[operator]
-    net.apply(net.initialize)  # type: ignore[operator]
-    return net
+    net: Any = network_class(input_channels=input_channels, num_classes=num_classes,
+                             deep_supervision=True, **kwargs)
+    net.apply(net.initialize)  # nnU-Net's initialisation (He, last norm of each block 0)
+    module: nn.Module = net
+    return module
 
 
 def nnunet_encoder_state(run: RunFolder, *, input_channels: int) -> dict[str, torch.Tensor]:
