@@ -17,8 +17,9 @@ def privacy_lines(card: dict[str, Any]) -> list[str]:
     stats = card.get("statistics_privacy") or {}
     lines = []
     if stats:
-        lines.append(f"- Image statistics (round 0): {stats.get('definition', 'epsilon-DP')} per "
-                     f"{stats.get('unit', 'patient')}; largest epsilon of one site's release "
+        lines.append(f"- Image statistics (round 0): {stats.get('definition', 'epsilon-DP')} "
+                     f"(privacy unit: {stats.get('unit', 'patient')}); largest epsilon of one "
+                     "site's release "
                      f"{_fmt(stats.get('max_epsilon'))}, sum over sites "
                      f"{_fmt(stats.get('total_epsilon'))}.")
     update = card.get("update_privacy") or {}
@@ -71,9 +72,10 @@ def bundle_readme(run: RunFolder) -> str:
         "## Use",
         "",
         "```bash",
-        "pip install fedmm   # the network is built by shared.model.build_segmenter",
+        "# fedmm must be importable (shared.model.build_segmenter builds the network):",
+        "# in a fedmm checkout, pip install -e '.[export]' (the export extra adds MONAI's CLI)",
         "python -m monai.bundle verify_net_in_out network_def --meta_file configs/metadata.json "
-        "--config_file configs/inference.json",
+        "--config_file configs/inference.json --n 2",
         "```",
         "",
         "```python",
@@ -81,7 +83,8 @@ def bundle_readme(run: RunFolder) -> str:
         "parser = ConfigParser()",
         "parser.read_config('configs/inference.json')",
         "parser['bundle_root'] = '.'",
-        "net = parser.get_parsed_content('network')   # weights of models/model.pt loaded",
+        "parser.get_parsed_content('initialize')      # loads models/model.pt",
+        "net = parser.get_parsed_content('network')",
         "```",
         "",
         "Fine-tune it with MONAI's `SupervisedTrainer` or `fedmm finetune` (fedmm's "

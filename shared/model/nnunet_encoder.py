@@ -144,14 +144,16 @@ class NnUNetResidualEncoder(MultiModalEncoder):
 
 
 def _init_like_nnunet(module: nn.Module) -> None:
-    """nnU-Net's ``InitWeights_He(1e-2)`` and ``init_last_bn_before_add_to_0``."""
+    """nnU-Net's ``InitWeights_He(1e-2)`` for every convolution.
+
+    Not nnU-Net's ``init_last_bn_before_add_to_0``: normalization parameters stay on the
+    sites (``site_local_norm``), so the exported encoder carries their initial values, and
+    a zero scale there would switch off every residual branch of the export.
+    """
     if isinstance(module, nn.Conv3d):
         nn.init.kaiming_normal_(module.weight, a=1e-2)
         if module.bias is not None:
             nn.init.zeros_(module.bias)
-    if isinstance(module, BasicBlockD):
-        nn.init.zeros_(module.conv2.norm.weight)
-        nn.init.zeros_(module.conv2.norm.bias)
 
 
 @dataclass(frozen=True)
