@@ -17,6 +17,9 @@ class EncoderPreset:
     num_res_units: int
     norm_groups: int
 
+    #: GroupNorm normalizes over channels too, so any crop edge works.
+    min_crop_size = 1
+
     def build(self, *, in_channels: int = 1) -> MultiModalEncoder:
         return MultiModalEncoder(channels=self.channels, num_res_units=self.num_res_units,
                                  norm_groups=self.norm_groups, in_channels=in_channels)

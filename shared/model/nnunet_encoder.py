@@ -163,6 +163,12 @@ class NnUNetPreset:
     channels: tuple[int, ...]
     blocks_per_stage: tuple[int, ...]
 
+    @property
+    def min_crop_size(self) -> int:
+        """Smallest crop edge leaving 2 voxels per edge at the deepest stage (InstanceNorm
+        needs more than one)."""
+        return int(2 ** len(self.channels))
+
     def build(self, *, in_channels: int = 1) -> NnUNetResidualEncoder:
         return NnUNetResidualEncoder(channels=self.channels, blocks_per_stage=self.blocks_per_stage,
                                      in_channels=in_channels)

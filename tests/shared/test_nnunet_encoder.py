@@ -8,13 +8,14 @@ import typing
 import pytest
 import torch
 
-from shared.config import ModelConfig
+from shared.config import ConfigError, ModelConfig
 from shared.model import (
     NNUNET_PRESETS,
     PRESETS,
     NnUNetResidualEncoder,
     build_encoder,
     build_segmenter,
+    check_crop_size,
 )
 from shared.model.site_local import global_parameter_names
 from shared.pretext import available_pretexts
@@ -88,3 +89,11 @@ def test_exported_norms_keep_every_residual_branch_on() -> None:
     # zero "last norm before the add", or the export would ignore its residual branches.
     state = build_encoder("nnunet-resenc-cpu").state_dict()
     assert all(bool((v == 1).all()) for k, v in state.items() if k.endswith("norm.weight"))
+
+
+def test_crops_too_small_for_instance_norm_fail_before_training() -> None:
+    check_crop_size("nnunet-resenc-cpu", 32)
+    check_crop_size("cpu-small", 8)
+    with pytest.raises(ConfigError, match=r"crop_size = 16 is too small for the nnunet-resenc-m "
+                                          r"encoder.*Expected crop_size >= 64"):
+        check_crop_size("nnunet-resenc-m", 16)
