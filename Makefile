@@ -5,11 +5,12 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.fedmm-installed
+NNUNET_STAMP := $(VENV)/.nnunet-installed
 export FLWR_TELEMETRY_ENABLED := 0
 export FLWR_DISABLE_UPDATE_CHECK := 1
 export MPLCONFIGDIR ?= /tmp/fedmm-mplconfig
 
-.PHONY: setup simulate test test-all test-fast lint typecheck nginx clean
+.PHONY: setup simulate test test-all test-fast lint typecheck nginx nnunet clean
 
 setup: $(STAMP)
 
@@ -29,6 +30,16 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e ".[dev]"
 	touch $(STAMP)
 
+# nnU-Net's network code and weight loader, which the nnU-Net export's tests run. --no-deps:
+# their declared dependencies pull timm and torchvision (and with them a CUDA torch) and a
+# dozen more packages that neither the export nor those tests import (4.6 MB installed).
+nnunet: $(NNUNET_STAMP)
+
+$(NNUNET_STAMP): $(STAMP)
+	$(PY) -m pip install -q --no-deps nnunetv2==2.8.1 dynamic-network-architectures==0.4.4 \
+		batchgenerators==0.25.5
+	touch $(NNUNET_STAMP)
+
 simulate: setup
 	$(VENV)/bin/simulate $(ARGS)
 
@@ -38,13 +49,13 @@ nginx:
 
 # What CI runs: everything but GPU tests and the few marked slow (a killed server
 # resuming, a simulation resuming), which `make test-all` adds.
-test: setup nginx lint typecheck
+test: setup nnunet nginx lint typecheck
 	$(PY) -m pytest -m "not gpu and not slow" $(PYTEST_ARGS)
 
-test-all: setup nginx lint typecheck
+test-all: setup nnunet nginx lint typecheck
 	$(PY) -m pytest -m "not gpu" $(PYTEST_ARGS)
 
-test-fast: setup
+test-fast: setup nnunet
 	$(PY) -m pytest -m "not gpu and not slow and not integration" $(PYTEST_ARGS)
 
 lint: setup

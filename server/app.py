@@ -10,7 +10,7 @@ from flwr.serverapp import Grid, ServerApp
 
 from server.protocol import run_pretraining
 from shared.config import ModelConfig, RunConfig
-from shared.model import resolve_preset
+from shared.model import check_crop_size, resolve_preset
 from shared.wire_keys import RUN_CONFIG_KEY
 
 log = logging.getLogger("flwr.fedmm.server")
@@ -27,6 +27,7 @@ def resolve_run_config(run_config: dict[str, object]) -> tuple[RunConfig, str]:
     cfg = RunConfig.from_json(str(run_config.get(RUN_CONFIG_KEY, "")),
                               source=f"run_config[{RUN_CONFIG_KEY!r}]")
     preset = resolve_preset(cfg.model, cuda_available=torch.cuda.is_available())
+    check_crop_size(preset, cfg.data.crop_size)
     cfg = cfg.model_copy(update={"model": ModelConfig(**{**cfg.model.model_dump(), "preset": preset})})
     return cfg, preset
 

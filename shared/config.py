@@ -69,8 +69,9 @@ class DataConfig(FrozenModel):
 class ModelConfig(FrozenModel):
     """Encoder architecture; presets live in shared/model/encoder.py."""
 
-    preset: Literal["auto", "cpu-small", "gpu-base"] = Field(
-        default="auto", description="auto = gpu-base when CUDA is available, else cpu-small."
+    preset: Literal["auto", "cpu-small", "gpu-base", "nnunet-resenc-cpu", "nnunet-resenc-m"] = Field(
+        default="auto", description="auto = gpu-base when CUDA is available, else cpu-small; "
+        "nnunet-resenc-* = nnU-Net's residual encoder, exportable to nnU-Net (docs/finetune.md).",
     )
     site_local_norm: bool = Field(
         default=True,

@@ -14,6 +14,7 @@ from client.cli import site_app
 from client.data.cli import data_app
 from client.finetune.cli import finetune_command
 from server.cli import server_app
+from server.export.cli import export_command
 from shared.config import ConfigError, StrategyName
 from shared.pretext import available_pretexts
 from shared.pretext.selection import parse_pretext_option
@@ -148,6 +149,7 @@ app.command("simulate")(simulate_command)
 
 app.command("phantom")(phantom_command)
 app.command("finetune")(finetune_command)
+app.command("export")(export_command)
 
 
 def main() -> None:

@@ -8,8 +8,8 @@ from pathlib import Path
 import torch
 
 from shared.model.context_fusion import DEFAULT_DILATIONS, ContextFusionBlock
-from shared.model.encoder import build_encoder
 from shared.model.fusion import ModalityFusionEncoder
+from shared.model.presets import build_encoder
 from shared.model.pretrained import load_pretrained_encoder
 from shared.model.unet import EncoderClassifier, EncoderUNet
 

@@ -8,9 +8,6 @@ import torch
 from monai.networks.blocks import ResidualUnit
 from torch import nn
 
-from shared.config import ModelConfig
-from shared.lookup import look_up
-
 
 @dataclass(frozen=True)
 class EncoderPreset:
@@ -20,10 +17,17 @@ class EncoderPreset:
     num_res_units: int
     norm_groups: int
 
+    #: GroupNorm normalizes over channels too, so any crop edge works.
+    min_crop_size = 1
+
+    def build(self, *, in_channels: int = 1) -> MultiModalEncoder:
+        return MultiModalEncoder(channels=self.channels, num_res_units=self.num_res_units,
+                                 norm_groups=self.norm_groups, in_channels=in_channels)
+
 
 #: "cpu-small" downsamples in its first layer (PRODUCT.md: the first layers decide CPU
 #: speed); "gpu-base" is the same shape, wider and deeper, for a site with a GPU.
-PRESETS: dict[str, EncoderPreset] = {
+RESIDUAL_UNIT_PRESETS: dict[str, EncoderPreset] = {
     "cpu-small": EncoderPreset(channels=(16, 32, 64, 128), num_res_units=1, norm_groups=8),
     "gpu-base": EncoderPreset(channels=(32, 64, 128, 256, 320), num_res_units=2, norm_groups=16),
 }
@@ -56,26 +60,39 @@ class MultiModalEncoder(nn.Module):
             raise ValueError(
                 f"every stage width must be divisible by norm_groups={norm_groups}, got {bad}"
             )
-        stages = []
-        in_ch = in_channels
-        for out_ch in channels:
+        self.channels = tuple(channels)
+        self.in_channels = in_channels
+        self.norm_groups = norm_groups
+        self.num_res_units = num_res_units
+        #: Runs before stage 0 (parameter-free here; a convolution in nnU-Net's encoder).
+        self.stem: nn.Module = self.build_stem()
+        self.stages = nn.ModuleList(self.build_stages())
+
+    #: Stride of stage 0: 2 here (downsample early, PRODUCT.md); 1 in nnU-Net's encoder.
+    first_stride = 2
+
+    def build_stem(self) -> nn.Module:
+        """What runs before stage 0; an identity (no parameters) for this encoder."""
+        return nn.Identity()
+
+    def build_stages(self) -> list[nn.Module]:
+        """One strided MONAI ``ResidualUnit`` per entry of ``channels``."""
+        stages: list[nn.Module] = []
+        in_ch = self.in_channels
+        for out_ch in self.channels:
             stages.append(
                 ResidualUnit(
                     spatial_dims=3,
                     in_channels=in_ch,
                     out_channels=out_ch,
                     strides=2,
-                    subunits=num_res_units,
+                    subunits=self.num_res_units,
                     act="PRELU",
-                    norm=("GROUP", {"num_groups": norm_groups}),
+                    norm=("GROUP", {"num_groups": self.norm_groups}),
                 )
             )
             in_ch = out_ch
-        self.stages = nn.ModuleList(stages)
-        self.channels = tuple(channels)
-        self.in_channels = in_channels
-        self.norm_groups = norm_groups
-        self.num_res_units = num_res_units
+        return stages
 
     @property
     def out_dim(self) -> int:
@@ -84,8 +101,9 @@ class MultiModalEncoder(nn.Module):
 
     @property
     def min_input_size(self) -> int:
-        """Smallest spatial edge that survives every stride-2 stage."""
-        return 2 ** len(self.channels)
+        """Smallest spatial edge that survives every strided stage (input edges should be
+        multiples of it)."""
+        return int(self.first_stride * 2 ** (len(self.channels) - 1))
 
     def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """``(N, in_channels, D, H, W)`` -> one feature map per stage, finest first."""
@@ -94,6 +112,7 @@ class MultiModalEncoder(nn.Module):
                 f"expected a (N, {self.in_channels}, D, H, W) batch, got {tuple(x.shape)}"
             )
         feats = []
+        x = self.stem(x)
         for stage in self.stages:
             x = stage(x)
             feats.append(x)
@@ -102,19 +121,3 @@ class MultiModalEncoder(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(N, 1, D, H, W)`` -> global-average-pooled embedding ``(N, out_dim)``."""
         return self.forward_features(x)[-1].mean(dim=(2, 3, 4))
-
-
-def resolve_preset(cfg: ModelConfig, *, cuda_available: bool) -> str:
-    """Return the concrete preset name for ``cfg.preset`` ("auto" picks by hardware)."""
-    if cfg.preset == "auto":
-        return "gpu-base" if cuda_available else "cpu-small"
-    return cfg.preset
-
-
-def build_encoder(preset: str, *, in_channels: int = 1) -> MultiModalEncoder:
-    """Build the encoder for a preset name from ``PRESETS``."""
-    p = look_up(preset, PRESETS, kind="encoder preset")
-    return MultiModalEncoder(
-        channels=p.channels, num_res_units=p.num_res_units, norm_groups=p.norm_groups,
-        in_channels=in_channels,
-    )

@@ -40,6 +40,7 @@ class ModalityFusionEncoder(nn.Module):
         self.channels = encoder.channels
         self.norm_groups = encoder.norm_groups
         self.num_res_units = encoder.num_res_units
+        self.first_stride = encoder.first_stride
         self.out_dim = encoder.out_dim
 
     def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -48,7 +49,7 @@ class ModalityFusionEncoder(nn.Module):
         if x.ndim != 5 or m != self.num_modalities:
             raise ValueError(f"expected (N, {self.num_modalities}, D, H, W), got {tuple(x.shape)}")
         stages = self.encoder.stages
-        f0 = stages[0](x.reshape(n * m, 1, *x.shape[2:]))             # (N*M, C0, ...)
+        f0 = stages[0](self.encoder.stem(x.reshape(n * m, 1, *x.shape[2:])))  # (N*M, C0, ...)
         f0 = f0.reshape(n, m * f0.shape[1], *f0.shape[2:])             # (N, M*C0, ...)
         y = f0.reshape(n, m, -1, *f0.shape[2:]).mean(1) + self.fuse(f0)
         feats = [y]

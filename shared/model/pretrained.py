@@ -7,7 +7,8 @@ from pathlib import Path
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from shared.model.encoder import MultiModalEncoder, build_encoder
+from shared.model.encoder import MultiModalEncoder
+from shared.model.presets import build_encoder
 
 
 def load_pretrained_encoder(path: str | Path) -> MultiModalEncoder:

@@ -40,8 +40,10 @@ class EncoderUNet(nn.Module):
                                         norm=norm, act="PRELU"))
             self.fuse.append(ResidualUnit(3, 2 * shallow, shallow, strides=1,
                                           subunits=encoder.num_res_units, norm=norm, act="PRELU"))
-        self.top = Convolution(3, ch[0], ch[0], strides=2, is_transposed=True, norm=norm,
-                               act="PRELU")
+        # Back to the input resolution: stage 0 of fedmm's own encoder has stride 2, that
+        # of nnU-Net's (shared/model/nnunet_encoder.py) stride 1.
+        self.top = Convolution(3, ch[0], ch[0], strides=encoder.first_stride,
+                               is_transposed=encoder.first_stride > 1, norm=norm, act="PRELU")
         self.head = Convolution(3, ch[0], out_channels, kernel_size=1, conv_only=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

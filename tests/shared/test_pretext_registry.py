@@ -57,25 +57,34 @@ def pool() -> StatsPool:
     return StatsPool(modalities={m: (entry,) for m in MODS}, contributors=2)
 
 
-@pytest.fixture(params=available_pretexts())
-def task_and_model(request: pytest.FixtureRequest):
-    cfg = RunConfig.model_validate({"pretext": {"name": request.param}}).pretext[0]
+def build_task(name: str):
+    """The registered task ``name`` on 32^3 crops of the four modalities."""
+    cfg = RunConfig.model_validate({"pretext": {"name": name}}).pretext[0]
     # Round 99: every warm-up stage of every task is on.
-    task = build_pretext(cfg, context=TaskContext(modalities=MODS, pool=pool(), server_round=99,
+    return build_pretext(cfg, context=TaskContext(modalities=MODS, pool=pool(), server_round=99,
                                                   crop_size=32))
-    torch.manual_seed(0)
-    encoder = build_encoder("cpu-small")
-    return task, encoder, task.build_head(encoder)
 
 
-def test_loss_is_finite_and_reaches_encoder(task_and_model) -> None:
-    task, encoder, head = task_and_model
+def check_loss_reaches_encoder(task, encoder, head) -> None:
+    """One step's loss is finite and its gradient reaches the encoder (any encoder preset)."""
     views = task.make_views(make_batch(0), torch.Generator().manual_seed(0))
     loss = task.loss(views, encoder=encoder, head=head)
     assert torch.isfinite(loss)
     loss.backward()
     grads = [p.grad for p in encoder.parameters() if p.grad is not None]
     assert grads and any(g.abs().sum() > 0 for g in grads)
+
+
+@pytest.fixture(params=available_pretexts())
+def task_and_model(request: pytest.FixtureRequest):
+    task = build_task(request.param)
+    torch.manual_seed(0)
+    encoder = build_encoder("cpu-small")
+    return task, encoder, task.build_head(encoder)
+
+
+def test_loss_is_finite_and_reaches_encoder(task_and_model) -> None:
+    check_loss_reaches_encoder(*task_and_model)
 
 
 def test_views_replay_for_a_seed(task_and_model) -> None:

@@ -33,6 +33,12 @@ def test_a_partition_without_a_layout_is_refused() -> None:
         build_scenario({"simulation": {"partition": {"name": "natural"}}}, source="t")
 
 
+def test_crops_too_small_for_the_nnunet_encoder_are_refused_before_data() -> None:
+    with pytest.raises(ConfigError, match=r"crop_size = 32 is too small for the nnunet-resenc-m"):
+        build_scenario({"model": {"preset": "nnunet-resenc-m"}, "data": {"crop_size": 32}},
+                       source="options")
+
+
 def test_an_unknown_layout_suggests_the_closest() -> None:
     with pytest.raises(ConfigError, match="Did you mean 'fets2022'"):
         build_scenario({"simulation": {"layout": "fets2023"}}, source="t")
