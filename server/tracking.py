@@ -20,6 +20,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from server.checkpoints import read_json_object, write_atomic
 from shared.config import ConfigError, RunConfig, TrackingConfig, format_validation_error
 
 log = logging.getLogger(__name__)
@@ -107,7 +108,7 @@ class _MlflowSink:
             os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
         try:
             self.client = MlflowClient(tracking_uri=uri)
-            saved = _read_state(state_file).get("mlflow", {})
+            saved = read_json_object(state_file).get("mlflow", {})
             if saved.get("uri") == uri and saved.get("run_id"):
                 self.run_id = str(saved["run_id"])
                 self.client.update_run(self.run_id, status="RUNNING")
@@ -120,7 +121,8 @@ class _MlflowSink:
                 f"Could not start an MLflow run at {uri} (experiment {experiment!r}): "
                 f"{type(err).__name__}: {err}. Fix: check the URI and that the tracking server is "
                 "reachable from the server, or drop --mlflow.") from err
-        state_file.write_text(json.dumps({"mlflow": {"uri": uri, "run_id": self.run_id}}, indent=2))
+        state = {"mlflow": {"uri": uri, "run_id": self.run_id}}
+        write_atomic(state_file, json.dumps(state, indent=2).encode())
 
     def log(self, step: int, values: Mapping[str, float]) -> None:
         from mlflow.entities import Metric
@@ -139,14 +141,6 @@ class _MlflowSink:
 
     def close(self) -> None:
         self.client.set_terminated(self.run_id)
-
-
-def _read_state(path: Path) -> dict[str, Any]:
-    try:
-        data: dict[str, Any] = json.loads(path.read_text())
-        return data
-    except (OSError, json.JSONDecodeError):
-        return {}
 
 
 def check_tracking(config: TrackingConfig) -> None:
@@ -267,7 +261,7 @@ def where_to_look(out_dir: Path, config: TrackingConfig) -> list[str]:
     if config.tensorboard:
         lines.append(f"TensorBoard: tensorboard --logdir {out_dir}")
     if config.mlflow_uri:
-        run_id = _read_state(out_dir / TRACKING_FILE).get("mlflow", {}).get("run_id")
+        run_id = read_json_object(out_dir / TRACKING_FILE).get("mlflow", {}).get("run_id")
         lines.append(f"MLflow: experiment {config.mlflow_experiment!r} at {config.mlflow_uri}"
                      + (f", run {run_id}" if run_id else "")
                      + f" (mlflow ui --backend-store-uri {config.mlflow_uri})"
