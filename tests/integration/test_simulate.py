@@ -94,8 +94,10 @@ def test_metrics_per_round_and_site(tiny_run) -> None:
     assert all(s["eval-loss"] is not None for s in rnd["evaluate"]["sites"].values())
 
 
-def test_metrics_also_reach_tensorboard_and_mlflow_and_the_user_is_told_where(tiny_run) -> None:
+def test_metrics_also_reach_tensorboard_and_mlflow_and_the_user_is_told_where(tiny_run, monkeypatch) -> None:
     from mlflow import MlflowClient
+
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3 reads file: stores only with it
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     work, out, proc = tiny_run

@@ -24,6 +24,13 @@ from shared.wire import decode_round_config, encode_round_config
 NODE_A, NODE_B = "1111", "2222"
 
 
+@pytest.fixture(autouse=True)
+def _file_store_switch(monkeypatch) -> None:
+    """MLflow 3 opens file: stores only with this switch, which the tracker sets for a file:
+    URI; set here so that this module's tests leave the environment as they found it."""
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+
+
 def _round(rnd: int, *, evaluated: bool) -> dict:
     """A round entry shaped as server/protocol.py writes it."""
     return {
