@@ -35,6 +35,19 @@ class TrackingError(RuntimeError):
     """A tracker asked for cannot be started; the message names the fix."""
 
 
+_NO_TENSORBOARD = ("TensorBoard event files need the tensorboard package, which is not installed. Fix: "
+                   "install fedmm's server extra (pip install -e '.[server]'), or set [tracking] "
+                   "tensorboard = false.")
+_NO_MLFLOW = ("--mlflow {uri} needs MLflow's client, which is not installed. Fix: install fedmm's "
+              "mlflow extra (pip install -e '.[mlflow]'), or drop --mlflow.")
+
+
+def _allow_file_store(uri: str) -> None:
+    """MLflow 3 keeps its file store behind a switch; a ``file:`` URI asks for that store."""
+    if uri.startswith("file:"):
+        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+
+
 def scalars(tree: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, float]]:
     """The finite numbers of a metrics.json entry as ``("train/sites/<node>/loss", v)`` pairs.
 
@@ -76,10 +89,7 @@ class _TensorBoardSink:
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError as err:
-            raise TrackingError(
-                f"TensorBoard event files need the tensorboard package, which is not installed "
-                f"({err}). Fix: install fedmm's server extra (pip install -e '.[server]'), or set "
-                "[tracking] tensorboard = false.") from err
+            raise TrackingError(_NO_TENSORBOARD) from err
         self.writer = SummaryWriter(log_dir=str(log_dir))
 
     def log(self, step: int, values: Mapping[str, float]) -> None:
@@ -100,12 +110,12 @@ class _MlflowSink:
         try:
             from mlflow import MlflowClient
         except ImportError as err:
-            raise TrackingError(
-                f"--mlflow {uri} needs MLflow's client, which is not installed ({err}). Fix: "
-                "install fedmm's mlflow extra (pip install -e '.[mlflow]'), or drop --mlflow.") from err
-        if uri.startswith("file:"):
-            # MLflow 3 keeps its file store only behind this switch; a file: URI asks for it.
-            os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+            raise TrackingError(_NO_MLFLOW.format(uri=uri)) from err
+        _allow_file_store(uri)
+        # A tracking server that goes away mid-run costs one short stall, not MLflow's default
+        # of 7 retries with back-off per call, before this sink is switched off.
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
         try:
             self.client = MlflowClient(tracking_uri=uri)
             saved = read_json_object(state_file).get("mlflow", {})
@@ -154,19 +164,13 @@ def check_tracking(config: TrackingConfig) -> None:
         try:
             import tensorboard  # noqa: F401
         except ImportError as err:
-            raise TrackingError(
-                "TensorBoard event files need the tensorboard package, which is not installed. "
-                "Fix: install fedmm's server extra (pip install -e '.[server]'), or set [tracking] "
-                "tensorboard = false.") from err
+            raise TrackingError(_NO_TENSORBOARD) from err
     if config.mlflow_uri:
         try:
             from mlflow import MlflowClient
         except ImportError as err:
-            raise TrackingError(
-                f"--mlflow {config.mlflow_uri} needs MLflow's client, which is not installed. Fix: "
-                "install fedmm's mlflow extra (pip install -e '.[mlflow]'), or drop --mlflow.") from err
-        if config.mlflow_uri.startswith("file:"):
-            os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+            raise TrackingError(_NO_MLFLOW.format(uri=config.mlflow_uri)) from err
+        _allow_file_store(config.mlflow_uri)
         # One quick try: MLflow's defaults (7 retries with back-off, 120 s timeout) would keep a
         # mistyped URI waiting for minutes.
         quick = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
