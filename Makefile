@@ -4,30 +4,50 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.fedmm-installed
+# Which role's packages (pyproject.toml's extras): dev (everything: simulation, MLflow and the
+# tools), or `make setup-site` (the site daemon's lean install), `make setup-server` (the coordinator's).
+EXTRAS ?= dev
+STAMP := $(VENV)/.fedmm-installed-$(or $(EXTRAS),site)
+TORCH_VERSION := 2.13.0
+# PyTorch's own index of CPU-only wheels (a mirror of it may be given instead).
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 NNUNET_STAMP := $(VENV)/.nnunet-installed
 export FLWR_TELEMETRY_ENABLED := 0
 export FLWR_DISABLE_UPDATE_CHECK := 1
 export MPLCONFIGDIR ?= /tmp/fedmm-mplconfig
 
-.PHONY: setup simulate test test-all test-fast lint typecheck nginx nnunet clean
+.PHONY: setup setup-site setup-server simulate test test-all test-fast lint typecheck nginx nnunet clean
 
 setup: $(STAMP)
 
+setup-site:
+	@$(MAKE) --no-print-directory setup EXTRAS=
+
+setup-server:
+	@$(MAKE) --no-print-directory setup EXTRAS=server
+
 $(STAMP): pyproject.toml
-	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "fedmm needs Python 3.11; found " + sys.version.split()[0] + ". Run make PYTHON=python3.11 ...")'
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "fedmm needs Python 3.11; found " + sys.version.split()[0] + " ($(PYTHON)). Install 3.11 (e.g. `uv python install 3.11`, pyenv, or deadsnakes on Ubuntu) and run make PYTHON=python3.11 ...")'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	@# Without a GPU, install the CPU build of torch first; otherwise resolving fedmm's
-	@# dependencies would pull a multi-GB CUDA build. With a GPU, the CUDA build is wanted.
+	@# dependencies would pull a multi-GB CUDA build. PyPI's Linux wheels are CUDA builds, so
+	@# the CPU build comes from PyTorch's index; where that index cannot be reached (a
+	@# firewall, a PyPI-only mirror), the default index is used after one short try.
 	@if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then \
-		echo "GPU found: installing the CUDA build of torch"; \
-		$(PY) -m pip install -q torch==2.13.0; \
+		echo "GPU found: installing the CUDA build of torch $(TORCH_VERSION) from the default index"; \
+		$(PY) -m pip install -q torch==$(TORCH_VERSION); \
+	elif $(PY) -c 'import torch, sys; sys.exit(torch.__version__.split("+")[0] != "$(TORCH_VERSION)")' 2>/dev/null; then \
+		echo "No GPU: torch $(TORCH_VERSION) is already installed in $(VENV)"; \
 	else \
-		echo "No GPU: installing the CPU build of torch"; \
-		$(PY) -m pip install -q torch==2.13.0 $(if $(TORCH_CPU_INDEX),--index-url $(TORCH_CPU_INDEX)); \
+		echo "No GPU: installing the CPU build of torch $(TORCH_VERSION) from $(TORCH_CPU_INDEX)"; \
+		$(PY) -m pip install -q --timeout 10 --retries 0 --index-url $(TORCH_CPU_INDEX) torch==$(TORCH_VERSION) \
+		|| { echo "$(TORCH_CPU_INDEX) is unreachable: installing torch $(TORCH_VERSION) from the default index instead" \
+		     "(on Linux x86-64 PyPI's wheel is the CUDA build, about 3 GB more; give a reachable mirror with TORCH_CPU_INDEX=URL)"; \
+		     $(PY) -m pip install -q torch==$(TORCH_VERSION); }; \
 	fi
-	$(PY) -m pip install -q -e ".[dev]"
+	@$(PY) -W ignore -c 'import torch; c = torch.version.cuda; print(f"Installed torch {torch.__version__}: " + (f"CUDA {c} build" if c else "CPU build") + " (torch.version.cuda = " + repr(c) + ")")'
+	$(PY) -m pip install -q -e ".$(if $(EXTRAS),[$(EXTRAS)])"
 	touch $(STAMP)
 
 # nnU-Net's network code and weight loader, which the nnU-Net export's tests run. --no-deps:

@@ -30,6 +30,16 @@ def write_atomic(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def read_json_object(path: Path) -> dict[str, Any]:
+    """A JSON object from a run folder that another process may be writing; {} while it is
+    missing or unreadable (the next poll reads it again)."""
+    try:
+        doc: dict[str, Any] = json.loads(path.read_text())
+        return doc
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
 def _save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)

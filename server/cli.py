@@ -29,6 +29,7 @@ from server.superlink_daemon import (
     prepare_coordinator,
     run_coordinator,
 )
+from server.tracking import TrackingError, check_tracking, where_to_look, with_mlflow
 from shared.app_bundle import AppBundleError, app_dir, app_sha256
 from shared.cert_validity import certificate_validity
 from shared.config import ConfigError
@@ -269,19 +270,27 @@ def run_command(
         "--app", help="The Flower app folder to submit (default: this fedmm installation). "
         "Sites run it only if they approved its sha256 (`fedmm server app-hash`).")] = None,
     insecure: InsecureOption = False,
+    mlflow: Annotated[str | None, typer.Option(
+        "--mlflow", metavar="URI", help="Also log the server's metrics to this MLflow tracking "
+        "server (http://host:5000, sqlite:///abs/mlflow.db, file:///abs/mlruns); needs the "
+        "mlflow extra. Same as [tracking] mlflow_uri in RUN.toml.")] = None,
 ) -> None:
     """Run a federated pretraining on the SuperLink and follow it; exit 1 if it fails."""
     cfg = _server_config(server_config)
     try:
         out_dir = output_dir(cfg, config, out)
-        run_cfg = prepare_run_config(config, out_dir=out_dir, resume=resume)
-    except ConfigError as err:
+        run_cfg = with_mlflow(prepare_run_config(config, out_dir=out_dir, resume=resume), mlflow)
+        check_tracking(run_cfg.tracking)
+    except (ConfigError, TrackingError) as err:
         raise _fail(err, 2) from err
+    for line in where_to_look(out_dir, run_cfg.tracking):
+        console.print(f"  {escape(line)}", highlight=False)
     try:
         result = run_on_superlink(cfg, run_cfg, app=app.resolve() if app else None, insecure=insecure,
                                   echo=lambda line: console.print(escape(line), highlight=False))
     except (DeployRunError, FlowerCommandNotFoundError) as err:
         raise _fail(err, 1) from err
     console.print(f"[green]Run {result.status.run_id} completed[/] in {result.seconds:.0f} s. "
-                  f"Encoder: {result.out_dir / 'encoder.safetensors'}; metrics: "
-                  f"{result.out_dir / 'metrics.json'}")
+                  f"Encoder: {result.out_dir / 'encoder.safetensors'}")
+    for line in where_to_look(result.out_dir, run_cfg.tracking):
+        console.print(f"  {escape(line)}", highlight=False)

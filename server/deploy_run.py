@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from server.checkpoints import STATE_FILE, CheckpointStore
+from server.checkpoints import STATE_FILE, CheckpointStore, read_json_object
 from server.deploy_config import CONNECTION, ServerDeployConfig
 from server.metrics_log import METRICS_FILE
 from server.protocol import PROGRESS_FILE
@@ -84,14 +84,6 @@ def prepare_run_config(run_file: Path, *, out_dir: Path, resume: bool) -> RunCon
     return cfg.model_copy(update={"out_dir": out_dir, "resume": resume})
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        doc: dict[str, Any] = json.loads(path.read_text())
-        return doc
-    except (OSError, json.JSONDecodeError):
-        return {}
-
-
 def describe_round(entry: dict[str, Any]) -> str:
     """One line per finished round: losses, sites, failures."""
     train, evaluate = entry.get("train", {}), entry.get("evaluate", {})
@@ -109,15 +101,15 @@ def describe_round(entry: dict[str, Any]) -> str:
 def follow_run(proc: Any, *, out_dir: Path, echo: Callable[[str], None], poll_s: float = 2.0) -> None:
     """Echo phase changes and finished rounds until ``flwr run`` exits."""
     last_phase: tuple[Any, ...] = ()
-    reported = {int(r["round"]) for r in _read_json(out_dir / METRICS_FILE).get("rounds", [])}
+    reported = {int(r["round"]) for r in read_json_object(out_dir / METRICS_FILE).get("rounds", [])}
     while True:
         running = proc.poll() is None
-        prog = _read_json(out_dir / PROGRESS_FILE)
+        prog = read_json_object(out_dir / PROGRESS_FILE)
         phase = (prog.get("phase"), prog.get("round"))
         if prog and phase != last_phase:
             last_phase = phase
             echo(f"{prog.get('phase')} (round {prog.get('round')}/{prog.get('rounds')})")
-        for entry in _read_json(out_dir / METRICS_FILE).get("rounds", []):
+        for entry in read_json_object(out_dir / METRICS_FILE).get("rounds", []):
             evaluate = entry.get("evaluate", {})
             # A round is written once after training (then checkpointed) and again after
             # evaluation; report it when evaluated, or when the run is over.

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from server.checkpoints import write_atomic
+from server.tracking import RunTracker
 
 METRICS_FILE = "metrics.json"
 
@@ -25,10 +26,18 @@ def _finite(value: Any) -> Any:
 
 
 class MetricsLog:
-    """An append-only list of round entries, rewritten atomically after each round."""
+    """An append-only list of round entries, rewritten atomically after each round.
 
-    def __init__(self, out_dir: Path, *, keep_until_round: int | None = None) -> None:
+    Args:
+        out_dir: the run folder.
+        keep_until_round: resuming: keep the entries of rounds up to this one.
+        tracker: also sends every entry written here to TensorBoard / MLflow.
+    """
+
+    def __init__(self, out_dir: Path, *, keep_until_round: int | None = None,
+                 tracker: RunTracker | None = None) -> None:
         self.path = out_dir / METRICS_FILE
+        self.tracker = tracker
         self.meta: dict[str, Any] = {}
         self.rounds: list[dict[str, Any]] = []
         if keep_until_round is not None and self.path.exists():
@@ -40,16 +49,25 @@ class MetricsLog:
     def set_meta(self, **meta: Any) -> None:
         self.meta.update(meta)
         self.flush()
+        if self.tracker is not None:
+            self.tracker.log_meta(self.meta)
 
     def record_round(self, entry: dict[str, Any]) -> None:
         self.rounds = [r for r in self.rounds if r["round"] != entry["round"]]
         self.rounds.append(entry)
         self.rounds.sort(key=lambda r: r["round"])
         self.flush()
+        if self.tracker is not None:
+            self.tracker.log_round(_finite(entry))
 
     def flush(self) -> None:
         doc = _finite({"meta": self.meta, "rounds": self.rounds})
         write_atomic(self.path, json.dumps(doc, indent=2, allow_nan=False).encode())
+
+    def close(self) -> None:
+        """Close the trackers (the file itself is always complete)."""
+        if self.tracker is not None:
+            self.tracker.close()
 
     def latest(self, key: str) -> float | None:
         """The last round's aggregated value of ``train``/``evaluate`` loss."""

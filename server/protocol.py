@@ -22,6 +22,7 @@ from server.metrics_log import MetricsLog
 from server.release_checks import ReleaseRejected, parse_release, round_trip_pool
 from server.stats_pool import pool_site_stats
 from server.strategy import Screening, build_strategy
+from server.tracking import RunTracker
 from server.update_privacy import PrivacyBudgetReached, RoundPrivacy, UpdatePrivacy
 from shared.config import RunConfig
 from shared.model import (
@@ -228,6 +229,14 @@ def run_pretraining(grid: Grid, cfg: RunConfig, *, preset: str) -> Path:
         raise FederationError("out_dir is not set; the ServerApp has nowhere to write results.")
     out = cfg.out_dir
     out.mkdir(parents=True, exist_ok=True)
+    tracker = RunTracker(out, config=cfg.tracking)  # metrics.json's entries, to TensorBoard/MLflow
+    try:
+        return _run_rounds(grid, cfg, preset=preset, out=out, tracker=tracker)
+    finally:
+        tracker.close()
+
+
+def _run_rounds(grid: Grid, cfg: RunConfig, *, preset: str, out: Path, tracker: RunTracker) -> Path:
     started = time.time()
     store = CheckpointStore(out)
     encoder = _initial_encoder(cfg, preset)
@@ -245,10 +254,10 @@ def run_pretraining(grid: Grid, cfg: RunConfig, *, preset: str) -> Path:
                 f"Cannot resume: the checkpoint of round {state.last_round} in {out} has NaN or "
                 f"infinity in {len(bad)} entries (e.g. {bad[0]!r}); expected a finite encoder. "
                 "Fix: start a new run in a new output folder.")
-        metrics = MetricsLog(out, keep_until_round=state.last_round)
+        metrics = MetricsLog(out, keep_until_round=state.last_round, tracker=tracker)
         log.info("Resuming from round %d in %s", state.last_round, out)
     else:
-        metrics = MetricsLog(out)
+        metrics = MetricsLog(out, tracker=tracker)
         write_progress(out, phase="waiting for sites", round=0, rounds=fed.num_rounds)
         nodes = wait_for_sites(grid, count=fed.min_nodes, timeout_s=fed.connect_timeout_s)
         write_progress(out, phase="statistics", round=0, rounds=fed.num_rounds)

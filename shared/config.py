@@ -526,6 +526,32 @@ class PrivacyConfig(FrozenModel):
     updates: UpdatePrivacyConfig = UpdatePrivacyConfig()
 
 
+class TrackingConfig(FrozenModel):
+    """Where the server's metrics go besides metrics.json (server/tracking.py).
+
+    Server-side only: the ServerApp strips this section from the config it sends to sites.
+    """
+
+    tensorboard: bool = Field(
+        default=True, description="Write TensorBoard event files to <out_dir>/tensorboard "
+        "(view with `tensorboard --logdir <out_dir>`).")
+    mlflow_uri: str | None = Field(
+        default=None, description="An MLflow tracking URI (http://host:5000, sqlite:///abs/mlflow.db, "
+        "file:///abs/mlruns) to log the same metrics to; needs fedmm's `mlflow` extra.")
+    mlflow_experiment: str = Field(default="fedmm", min_length=1,
+                                   description="The MLflow experiment the run is logged under.")
+
+    @field_validator("mlflow_uri")
+    @classmethod
+    def _a_uri(cls, value: str | None) -> str | None:
+        if value is not None and ":" not in value.strip():
+            raise ValueError(
+                f"expected an MLflow tracking URI with a scheme (http://host:5000, "
+                f"sqlite:///abs/mlflow.db or file:///abs/mlruns), got {value!r}; fix: add the scheme, "
+                f"e.g. file://{value if value.startswith('/') else '/abs/' + value}")
+        return value.strip() if value is not None else None
+
+
 class SimulatedSitesConfig(FrozenModel):
     """Set by `simulate` only: where virtual site k finds its data and keeps its state."""
 
@@ -567,6 +593,7 @@ class RunConfig(FrozenModel):
     train: TrainConfig = TrainConfig()
     federation: FederationConfig = FederationConfig()
     privacy: PrivacyConfig = PrivacyConfig()
+    tracking: TrackingConfig = TrackingConfig()
     sites: SimulatedSitesConfig | None = None
 
     @field_validator("pretext", mode="before")

@@ -5,14 +5,19 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from shared.config import RunConfig
+from shared.config import RunConfig, TrackingConfig
 from shared.stats_schema import StatsPool
 from shared.wire_keys import ConfigKey
 
 
 def encode_round_config(cfg: RunConfig, pool: StatsPool | None) -> dict[str, str]:
-    """The values of the ``config`` record sent with every message to a site."""
-    out = {ConfigKey.RUN_CONFIG.value: cfg.to_json()}
+    """The values of the ``config`` record sent with every message to a site.
+
+    The ``tracking`` section is the server's own (an MLflow URI can carry credentials), so
+    sites get its defaults.
+    """
+    sent = cfg.model_copy(update={"tracking": TrackingConfig()})
+    out = {ConfigKey.RUN_CONFIG.value: sent.to_json()}
     if pool is not None:
         out[ConfigKey.STATS_POOL.value] = pool.to_json()
     return out

@@ -1,29 +1,23 @@
-"""The `fedmm` command line (and the `simulate` shortcut): thin typer edges over typed calls."""
+"""The `fedmm` command line: thin typer edges over typed calls.
+
+The site's and the coordinator's commands (`fedmm site`, `fedmm server`, `fedmm data`) import
+only what a lean install has; `simulate`, `phantom` and `finetune` need the simulation extra
+and are stand-ins saying so where it is not installed (docs/site.md).
+"""
 
 from __future__ import annotations
 
-import datetime as dt
-import json
-from pathlib import Path
-from typing import Annotated, Any, get_args
+import importlib
 
 import typer
 from rich.console import Console
 
 from client.cli import site_app
 from client.data.cli import data_app
-from client.finetune.cli import finetune_command
 from server.cli import server_app
-from server.export.cli import export_command
-from shared.config import ConfigError, StrategyName
-from shared.pretext import available_pretexts
-from shared.pretext.selection import parse_pretext_option
-from simulations.phantom.cli import phantom_command
-from simulations.scenario import build_scenario, deep_merge, read_scenario_file
-from simulations.simulate import SCENARIO_FILE, SimulationError, run_simulation, summarize
 
-console = Console()
 err_console = Console(stderr=True)
+_OUR_PACKAGES = ("client", "server", "shared", "simulations")
 
 app = typer.Typer(
     name="fedmm",
@@ -36,127 +30,45 @@ app.add_typer(server_app, name="server")
 app.add_typer(data_app, name="data")
 
 
-def with_strategy(raw: dict[str, Any], name: str) -> dict[str, Any]:
-    """``raw`` with ``--strategy NAME``: the scenario's ``[federation.strategy]`` table is kept
-    when it configures that same strategy, and replaced when it configures another one
-    (whose settings the named strategy would refuse)."""
-    federation = dict(raw.get("federation") or {})
-    current = federation.get("strategy")
-    current_name = current if isinstance(current, str) else (
-        current.get("name", "fedavg") if isinstance(current, dict) else None)
-    if not (isinstance(current, dict) and current_name == name):
-        federation["strategy"] = {"name": name}
-    return {**raw, "federation": federation}
+def _add_lazy_command(name: str, module: str, function: str, *, summary: str,
+                      extra: str = "simulation") -> None:
+    """Register ``fedmm NAME``, importing ``module`` only when the command runs.
+
+    `simulate`, `phantom` and `finetune` need the simulation extra (Ray, SciPy, nilearn,
+    scikit-learn ...): importing them up front would load those packages into every
+    ``fedmm site`` process, and break ``fedmm`` in a site daemon's lean install. Where the
+    extra is missing, the command says so and how to install it.
+    """
+
+    @app.command(name, help=summary, add_help_option=False,
+                 context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+    def command(ctx: typer.Context) -> None:
+        try:
+            real = getattr(importlib.import_module(module), function)
+        except ModuleNotFoundError as missing:
+            if (missing.name or "").split(".")[0] in _OUR_PACKAGES:  # a bug, not a missing extra
+                raise
+            err_console.print(f"`fedmm {name}` needs the package {missing.name!r}, which this "
+                              f"installation lacks (fedmm was installed without its {extra} "
+                              f"extra). Fix: pip install -e '.[{extra}]' in the fedmm checkout "
+                              "(or `make setup`).", style="red", markup=False, highlight=False)
+            raise typer.Exit(2) from missing
+        single = typer.Typer(pretty_exceptions_enable=False)
+        single.command()(real)
+        typer.main.get_command(single).main(args=list(ctx.args), prog_name=f"fedmm {name}")
 
 
-def _overrides(*, sites: int | None, rounds: int | None, local_steps: int | None,
-               pretext: str | None, data_root: Path | None, seed: int | None,
-               subjects_per_site: int | None) -> dict[str, Any]:
-    raw: dict[str, Any] = {}
-    if sites is not None:
-        raw.setdefault("simulation", {})["sites"] = sites
-    if data_root is not None:
-        raw.setdefault("simulation", {})["data_root"] = str(data_root)
-    if subjects_per_site is not None:
-        raw.setdefault("simulation", {}).setdefault("phantom", {})["subjects_per_site"] = (
-            subjects_per_site)
-    if rounds is not None:
-        raw.setdefault("federation", {})["num_rounds"] = rounds
-    if local_steps is not None:
-        raw["train"] = {"local_steps": local_steps}
-    if pretext is not None:
-        raw["pretext"] = parse_pretext_option(pretext)
-    if seed is not None:
-        raw["seed"] = seed
-    return raw
-
-
-def simulate_command(
-    config: Annotated[Path | None, typer.Option(
-        "--config", help="Scenario TOML: RunConfig sections ([federation], [train], [data], "
-        "[pretext], [privacy], ...) plus a [simulation] section. Flags below override it.")] = None,
-    sites: Annotated[int | None, typer.Option(
-        help="Virtual sites. Phantom: how many hospitals to generate (default 4); "
-        "--data-root: use the first N site folders.")] = None,
-    rounds: Annotated[int | None, typer.Option(help="Federated pretraining rounds (default 5).")] = None,
-    local_steps: Annotated[int | None, typer.Option(
-        help="Optimizer steps per site per round (default 20).")] = None,
-    pretext: Annotated[str | None, typer.Option(
-        help="Pretext tasks, comma-separated, each optionally NAME:WEIGHT, e.g. "
-        f"'masked_modality_reconstruction,modality_puzzle:0.5'. Available: "
-        f"{', '.join(available_pretexts())}.")] = None,
-    strategy: Annotated[str | None, typer.Option(
-        help=f"Aggregation: {', '.join(get_args(StrategyName))} (default fedavg). Their "
-        "settings live in the scenario's [federation.strategy]; robust ones need "
-        "[federation] min_nodes sites (docs/methods.md).")] = None,
-    data_root: Annotated[Path | None, typer.Option(
-        help="Folder with one sub-folder per site (BraTS 2021 layout), or, when the scenario "
-        "sets [simulation] layout, one dataset in its original layout to split into sites "
-        "(docs/datasets.md). Default: the embedded multi-site brain phantom, generated once "
-        "and cached.")] = None,
-    subjects_per_site: Annotated[int | None, typer.Option(
-        help="Phantom subjects per site (default 12).")] = None,
-    out: Annotated[Path | None, typer.Option(
-        help="Output folder (default ./runs/<timestamp>): encoder.safetensors, model_card.json, "
-        "metrics.json, checkpoints/, logs.")] = None,
-    seed: Annotated[int | None, typer.Option(help="Seed for data, splits and weights (default 0).")] = None,
-    resume: Annotated[Path | None, typer.Option(
-        help="Continue the run in this output folder from its last checkpoint; --rounds may "
-        "raise the total.")] = None,
-) -> None:
-    """Run a federated self-supervised pretraining on Flower's simulation engine."""
-    try:
-        if resume is not None:
-            saved = resume / SCENARIO_FILE
-            if not saved.is_file():
-                raise ConfigError(f"--resume {resume}: {saved} not found. Expected the output "
-                                  "folder of an earlier `simulate` run.")
-            others = [config, sites, local_steps, pretext, data_root, subjects_per_site, out, seed,
-                      strategy]
-            if any(v is not None for v in others):
-                raise ConfigError("--resume continues a run with its saved settings; only "
-                                  "--rounds may be given with it.")
-            doc = json.loads(saved.read_text())
-            raw = {**doc["run"], "simulation": doc["simulation"]}
-            for key in ("out_dir", "resume", "sites"):
-                raw.pop(key, None)
-            if rounds is not None:
-                raw = deep_merge(raw, {"federation": {"num_rounds": rounds}})
-            scenario = build_scenario(raw, source=str(saved))
-            out_dir = resume
-        else:
-            raw = read_scenario_file(config) if config is not None else {}
-            raw = deep_merge(raw, _overrides(
-                sites=sites, rounds=rounds, local_steps=local_steps, pretext=pretext,
-                data_root=data_root, seed=seed, subjects_per_site=subjects_per_site))
-            if strategy is not None:
-                raw = with_strategy(raw, strategy)
-            scenario = build_scenario(raw, source=str(config) if config else "options")
-            stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-            out_dir = out if out is not None else Path("runs") / stamp
-        result = run_simulation(scenario, out_dir=out_dir.resolve(), resume=resume is not None,
-                                console=console)
-    except ConfigError as err:
-        err_console.print(f"[red]{err}[/]")
-        raise typer.Exit(2) from err
-    except SimulationError as err:
-        err_console.print(f"[red]{err}[/]")
-        raise typer.Exit(1) from err
-    summarize(result, console)
-
-
-app.command("simulate")(simulate_command)
-
-app.command("phantom")(phantom_command)
-app.command("finetune")(finetune_command)
-app.command("export")(export_command)
+_add_lazy_command("simulate", "simulations.simulate_cli", "simulate_command",
+                  summary="Run a federated self-supervised pretraining on Flower's simulation engine.")
+_add_lazy_command("phantom", "simulations.phantom.cli", "phantom_command",
+                  summary="Generate the multi-site brain phantom (a data root `simulate` can use).")
+_add_lazy_command("finetune", "client.finetune.cli", "finetune_command",
+                  summary="Fine-tune a pretrained encoder (or scratch) on a small labelled task.")
+_add_lazy_command("export", "server.export.cli", "export_command", extra="export",
+                  summary="Export a run's encoder as a MONAI bundle, TorchScript, ONNX or an "
+                  "nnU-Net checkpoint.")
 
 
 def main() -> None:
     """Entry point of the ``fedmm`` console script."""
     app()
-
-
-def simulate_main() -> None:
-    """Entry point of the ``simulate`` console script (same as ``fedmm simulate``)."""
-    typer.run(simulate_command)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +18,9 @@ from server.checkpoints import ENCODER_FILE, MODEL_CARD_FILE
 from server.metrics_log import METRICS_FILE
 from server.protocol import PROGRESS_FILE
 from server.run_control import RunStatus, latest_run_status, start_run, stop_run, write_run_config
+from server.tracking import where_to_look
 from shared.app_bundle import app_dir
-from shared.config import ConfigError, ModelConfig, RunConfig, SimulatedSitesConfig
+from shared.config import ConfigError, ModelConfig, RunConfig, SimulatedSitesConfig, TrackingConfig
 from shared.model import resolve_preset
 from simulations.scenario import Scenario, SimulationConfig
 from simulations.superlink import SimulationSuperLink, SuperLinkStartError
@@ -112,6 +113,7 @@ class SimulationResult:
     status: RunStatus
     seconds: float
     idle_sites: tuple[str, ...] = ()  # one line per site that had no usable study
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)  # where else the metrics go
 
 
 def finalize_run_config(scenario: Scenario, *, out_dir: Path, data_root: Path,
@@ -202,6 +204,8 @@ def run_simulation(scenario: Scenario, *, out_dir: Path, resume: bool = False,
                   f"pretext {'+'.join(cfg.pretext_names)}, strategy {cfg.federation.strategy.name}, "
                   f"encoder {cfg.model.preset}, "
                   f"{'CUDA' if torch.cuda.is_available() else 'CPU'}; logs in {out_dir / 'flower.log'}")
+    for line in where_to_look(out_dir, cfg.tracking):
+        console.print(f"  {escape(line)}", highlight=False)
     federation_started = time.time()
     app = (app or app_dir()).resolve()
     import_first = app if app != app_dir() else None
@@ -226,7 +230,7 @@ def run_simulation(scenario: Scenario, *, out_dir: Path, resume: bool = False,
         write_report(out_dir, data_root=data_root, sites=sites, console=console, phases={
             "data_preparation": data_seconds, "federation": time.time() - federation_started})
     return SimulationResult(out_dir=out_dir, status=status, seconds=time.time() - started,
-                            idle_sites=tuple(idle))
+                            idle_sites=tuple(idle), tracking=cfg.tracking)
 
 
 def _check_site_data(cfg: RunConfig, *, out_dir: Path, console: Console) -> list[str]:
@@ -297,8 +301,10 @@ def summarize(result: SimulationResult, console: Console) -> None:
         console.print(f"  round {r['round']}: train loss {tl if tl is None else f'{tl:.4f}'}, "
                       f"held-out loss {el if el is None else f'{el:.4f}'}, "
                       f"{len(r['train']['sites'])} sites, {r['seconds']:.1f} s")
-    for name in (ENCODER_FILE, MODEL_CARD_FILE, METRICS_FILE):
+    for name in (ENCODER_FILE, MODEL_CARD_FILE):
         console.print(f"  {result.out_dir / name}")
+    for line in where_to_look(result.out_dir, result.tracking):
+        console.print(f"  {escape(line)}", highlight=False)
     for line in result.idle_sites:
         console.print(f"  [yellow]contributed nothing[/]: {escape(line)}", highlight=False)
     report = result.out_dir / "report.html"  # simulations.report.REPORT_FILE (not imported: heavy)

@@ -1,6 +1,9 @@
 """One DICOM series (a folder of slices, or one multi-frame file) as a volume with its RAS affine.
 
-How fedmm reads a series, so the result does not depend on file names or exporters:
+fedmm checks a series' headers itself (what to refuse, and why, below), then lets MONAI's
+``PydicomReader`` decode, rescale and stack single-frame slices and build the affine from
+the headers; that affine must equal the one checked here. How a series is read, so the
+result does not depend on file names or exporters:
 
 * **files**: every visible file of the folder is parsed as DICOM (headers first, without
   pixels). Files that are not DICOM Part-10 files (README, thumbnails) are skipped unless
@@ -12,11 +15,13 @@ How fedmm reads a series, so the result does not depend on file names or exporte
   guessing which one the study meant.
 * **slice order**: by position along the slice normal (``ImagePositionPatient`` projected
   on the cross product of the ``ImageOrientationPatient`` row and column cosines), never by
-  InstanceNumber or file name. Slices must share orientation, size and pixel spacing, be
+  InstanceNumber or file name (MONAI 1.6's reader alone would stack by InstanceNumber, so
+  it is handed fedmm's order). Slices must share orientation, size and pixel spacing, be
   at distinct positions (several echoes or time points in one series are refused) and be
   evenly spaced (a gap means a missing slice).
 * **multi-frame files** (enhanced MR/CT, segmentations, RT dose): per-frame positions from
-  the functional groups (or ``GridFrameOffsetVector``), ordered the same way.
+  the functional groups (or ``GridFrameOffsetVector``), ordered the same way, and read
+  here: MONAI's reader takes one position for a whole file, so it cannot place frames.
 * **affine** from the headers alone: column i steps along the row cosine by the column
   spacing, row j along the column cosine by the row spacing, slice k by the step between
   sorted slice positions (so a tilted gantry's shear is kept), converted LPS -> RAS.
@@ -271,6 +276,27 @@ def _affine(first: _Frame, step: np.ndarray) -> np.ndarray:
     return _LPS_TO_RAS @ lps
 
 
+class _SliceOrderedPydicomReader:
+    """MONAI's ``PydicomReader`` stacking a series in an order given by fedmm.
+
+    MONAI 1.6's reader stacks a series by InstanceNumber (and skips slices without one),
+    which exporters number freely; fedmm orders slices by position along the normal. So the
+    in-memory datasets' InstanceNumber is set to that rank before MONAI stacks them (the
+    files are not touched); MONAI then decodes, rescales, stacks and builds the affine.
+    """
+
+    def __new__(cls, rank: dict[str, int], **kwargs: Any) -> Any:
+        from monai.data import PydicomReader
+
+        class _Reader(PydicomReader):
+            def _combine_dicom_series(self, data: Any, filenames: Any) -> Any:
+                for ds, name in zip(data, filenames, strict=True):
+                    ds.InstanceNumber = rank[str(Path(name))]
+                return super()._combine_dicom_series(data, filenames)
+
+        return _Reader(**kwargs)
+
+
 @dataclass(frozen=True)
 class DicomVolume:
     """A DICOM series whose headers have been checked; pixels not decoded yet."""
@@ -279,7 +305,72 @@ class DicomVolume:
     frames: tuple[_Frame, ...]
 
     def read(self) -> np.ndarray:
-        """``(X, Y, Z)`` float32: X = column, Y = row, Z = slice along the normal."""
+        """``(X, Y, Z)`` float32: X = column, Y = row, Z = slice along the normal.
+
+        Single-frame slices (a series folder, or one file) are read by MONAI's
+        ``PydicomReader``; its affine must agree with the one checked from the headers.
+        Multi-frame files are read here: MONAI's reader cannot place their frames (it takes
+        one position for the whole file).
+        """
+        if any(frame.index is not None for frame in self.frames):
+            return self._read_multi_frame()
+        return self._read_with_monai()
+
+    def _read_with_monai(self) -> np.ndarray:
+        import re
+
+        from monai.data import PydicomReader
+
+        files = [frame.file for frame in self.frames]
+        source = self.header.path
+        if source.is_dir():
+            # Only the files of the checked series, whatever else the folder holds.
+            rank = {str(file): z + 1 for z, file in enumerate(files)}
+            pattern = "^(" + "|".join(re.escape(str(source / file.name)) for file in files) + ")$"
+            reader = _SliceOrderedPydicomReader(rank, fname_regex=pattern, prune_metadata=True)
+            target = str(source)
+        else:
+            reader = PydicomReader(prune_metadata=True)
+            target = str(files[0])
+        with reading(source, "DICOM series" if len(files) > 1 else "DICOM image"):
+            loaded = reader.read(target)
+        datasets = loaded if isinstance(loaded, list) else [loaded]
+        by_file = dict(zip((Path(str(n)) for n in _as_list(reader.filenames[0])), datasets, strict=True))
+        for file in files:  # decode each file once here, so a damaged one is named
+            ds = by_file[file]
+            if not any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
+                raise DataProblemError(DataProblem(
+                    path=file, problem="expected pixel data after the image header, got none (the "
+                    "file was stripped or cut before its pixels).", fix=REDOWNLOAD_FIX))
+            with reading(file, "DICOM image"):
+                ds.pixel_array  # noqa: B018 (pydicom keeps the decoded array for MONAI)
+                # MONAI reads the geometry through pydicom's JSON encoding, which drops a decimal
+                # string longer than DICOM's 16 characters (some exporters write them, pydicom
+                # reads them): hand MONAI the numbers fedmm already read.
+                for keyword in ("ImageOrientationPatient", "ImagePositionPatient", "PixelSpacing"):
+                    if keyword in ds:
+                        setattr(ds, keyword, [float(v) for v in ds[keyword].value])
+        with reading(source, "DICOM series" if len(files) > 1 else "DICOM image"):
+            array, meta = reader.get_data(loaded)
+        volume = np.asarray(array, dtype=np.float32).reshape(self.header.shape)
+        first = by_file[files[0]]
+        if "ModalityLUTSequence" in first and "RescaleSlope" not in first:  # MONAI applies rescale only
+            from pydicom.pixels import apply_modality_lut
+
+            for z, file in enumerate(files):
+                raw = by_file[file].pixel_array
+                volume[:, :, z] = np.asarray(apply_modality_lut(raw, by_file[file]), np.float32).T
+        affine = np.asarray(meta["affine"], dtype=np.float64)
+        if len(files) == 1:  # MONAI's affine of one 2D image has no slice axis; the header's does
+            affine[:3, 2] = self.header.affine[:3, 2]
+        if not np.allclose(affine, self.header.affine, atol=1e-3):
+            raise DataProblemError(DataProblem(
+                path=source, problem="expected MONAI's reader to place the series as its headers do, got "
+                f"affine {np.round(affine, 3).tolist()} against {np.round(self.header.affine, 3).tolist()}.",
+                fix="convert the series to NIfTI with dcm2niix and point the study at the .nii.gz file."))
+        return volume
+
+    def _read_multi_frame(self) -> np.ndarray:
         import pydicom
         from pydicom.pixels import apply_modality_lut
 
@@ -307,6 +398,10 @@ class DicomVolume:
                     plane = plane * np.float32(frame.slope) + np.float32(frame.intercept)
                 volume[:, :, z] = plane.T
         return volume
+
+
+def _as_list(names: Any) -> list[Any]:
+    return list(names) if isinstance(names, list | tuple) else [names]
 
 
 def open_dicom_volume(path: Path) -> DicomVolume:

@@ -64,7 +64,8 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, subp
     scenario = work / "tiny.toml"
     scenario.write_text(TINY)
     out = work / "run"
-    proc = simulate("--config", str(scenario), "--out", str(out), cwd=work)
+    proc = simulate("--config", str(scenario), "--out", str(out),
+                    "--mlflow", (work / "mlruns").as_uri(), cwd=work)
     return work, out, proc
 
 
@@ -91,6 +92,26 @@ def test_metrics_per_round_and_site(tiny_run) -> None:
         assert site["bytes-sent-by-site"] > 0 and site["bytes-received-by-site"] > 0
         assert site["seconds"] > 0
     assert all(s["eval-loss"] is not None for s in rnd["evaluate"]["sites"].values())
+
+
+def test_metrics_also_reach_tensorboard_and_mlflow_and_the_user_is_told_where(tiny_run, monkeypatch) -> None:
+    from mlflow import MlflowClient
+
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3 reads file: stores only with it
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    work, out, proc = tiny_run
+    said = " ".join(proc.stdout.split())
+    assert f"tensorboard --logdir {out}" in said and "MLflow: experiment 'fedmm'" in said
+    loss = json.loads((out / "metrics.json").read_text())["rounds"][0]["train"]["loss"]
+    events = EventAccumulator(str(out / "tensorboard"))
+    events.Reload()
+    assert [(e.step, e.value) for e in events.Scalars("train/loss")] == [(1, pytest.approx(loss))]
+    client = MlflowClient(tracking_uri=(work / "mlruns").as_uri())
+    (run,) = client.search_runs([client.get_experiment_by_name("fedmm").experiment_id])
+    assert run.info.status == "FINISHED"
+    assert [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, "train/loss")] == [
+        (1, pytest.approx(loss))]
 
 
 def test_the_encoder_changed_and_only_global_entries_were_checkpointed(tiny_run) -> None:

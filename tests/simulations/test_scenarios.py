@@ -53,7 +53,7 @@ def test_an_unknown_partitioner_or_setting_is_refused() -> None:
 
 
 def test_strategy_option_keeps_its_own_table_and_replaces_another_strategys() -> None:
-    from simulations.cli import with_strategy
+    from simulations.simulate_cli import with_strategy
 
     raw = {"federation": {"num_rounds": 2, "strategy": {"name": "fedema", "fedema_tau": 0.5}}}
     same = build_scenario(with_strategy(raw, "fedema"), source="t").run.federation
