@@ -35,7 +35,8 @@ def test_paired_differences_are_per_seed_on_the_same_draw(quality: ModuleType) -
                                                                  encoders=ENCODERS)]
     offsets = {"scratch": 0.0, "federated": 0.05, "centralized": -0.02, "local_only": 0.01}
     for j in jobs:  # scratch scores 0.1 * seed; the others add their offset (+ seed noise)
-        j.metrics = {"dice_mean": 0.1 * j.seed + offsets[j.variant] + 0.001 * j.seed * (j.variant == "federated")}
+        noise = 0.001 * j.seed * (j.variant == "federated")
+        j.metrics = {"dice_mean": 0.1 * j.seed + offsets[j.variant] + noise}
     paired = quality.paired_differences(jobs, cfg)
     fs = paired["in_federation"]["0.1"]["federated_minus_scratch"]
     assert fs["per_seed"] == pytest.approx([5.0, 5.1, 5.2]) and fs["mean"] == pytest.approx(5.1)
