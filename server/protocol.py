@@ -112,6 +112,17 @@ def _outcome(replies: Iterable[Message], *, sent: list[Message], sent_bytes: int
     return out
 
 
+def transfer_summary(sites: dict[str, dict[str, Any]], *, dtype: str,
+                     float32_bytes: int) -> dict[str, Any]:
+    """A round's upload against the encoder's float32 size: the transfer dtype, the bytes
+    of the float32 encoder as broadcast, the mean bytes a site sent and their ratio."""
+    sent = [s["bytes-sent-by-site"] for s in sites.values() if s.get("bytes-sent-by-site")]
+    per_site = sum(sent) / len(sent) if sent else None
+    return {"dtype": dtype, "encoder_float32_bytes": float32_bytes,
+            "bytes_sent_per_site": per_site,
+            "ratio_to_float32": per_site / float32_bytes if per_site and float32_bytes else None}
+
+
 def _failure(node: str, msg: Message) -> dict[str, Any]:
     """A site's error reply as metrics.json lists it: the node, its code and what it means
     (a fedmm site sends a fixed code and an incident id, never exception text)."""
@@ -280,7 +291,10 @@ def run_pretraining(grid: Grid, cfg: RunConfig, *, preset: str) -> Path:
             round_strategy = update_dp.wrap(strategy, sampled=len(connected))
         sent = list(round_strategy.configure_train(rnd, current, ConfigRecord(), grid))
         replies = list(grid.send_and_receive(sent, timeout=fed.round_timeout_s))
-        train = _outcome(replies, sent=sent, sent_bytes=current.count_bytes(), names=names_kept)
+        broadcast_bytes = current.count_bytes()  # the global entries in float32, as sent
+        train = _outcome(replies, sent=sent, sent_bytes=broadcast_bytes, names=names_kept)
+        transfer = transfer_summary(train.sites, dtype=fed.transfer_dtype,
+                                    float32_bytes=broadcast_bytes)
         train.failures += _missing(sent, replies)
         screening = strategy.screen_train_replies(rnd, replies)
         _record_screening(train, screening)
@@ -312,6 +326,7 @@ def run_pretraining(grid: Grid, cfg: RunConfig, *, preset: str) -> Path:
                 "loss": _mean(s.get(MetricKey.TRAIN_LOSS) for s in train.sites.values()),
                 "sites": train.sites,
                 "failures": train.failures,
+                "transfer": transfer,
                 **({"update_privacy": released.as_dict()} if released is not None else {}),
             },
             "evaluate": {"loss": None, "sites": {}, "failures": []},
