@@ -24,3 +24,8 @@ def _load(name: str, file: str) -> ModuleType:
 @pytest.fixture(scope="module")
 def quality() -> ModuleType:
     return _load("quality_bench", "quality.py")
+
+
+@pytest.fixture(scope="module")
+def throughput() -> ModuleType:
+    return _load("throughput_bench", "throughput.py")
