@@ -102,6 +102,10 @@ def simulate_command(
     resume: Annotated[Path | None, typer.Option(
         help="Continue the run in this output folder from its last checkpoint; --rounds may "
         "raise the total.")] = None,
+    ray_address: Annotated[str | None, typer.Option(
+        help="Run the sites on an existing Ray cluster: HOST:PORT of its head (as `ray start "
+        "--head` prints it) or 'auto'. Every node needs fedmm installed and the data at the "
+        "same path (docs/simulate.md). Default: a private Ray on this machine.")] = None,
 ) -> None:
     """Run a federated self-supervised pretraining on Flower's simulation engine."""
     try:
@@ -114,13 +118,15 @@ def simulate_command(
                       strategy]
             if any(v is not None for v in others):
                 raise ConfigError("--resume continues a run with its saved settings; only "
-                                  "--rounds may be given with it.")
+                                  "--rounds and --ray-address may be given with it.")
             doc = json.loads(saved.read_text())
             raw = {**doc["run"], "simulation": doc["simulation"]}
             for key in ("out_dir", "resume", "sites"):
                 raw.pop(key, None)
             if rounds is not None:
                 raw = deep_merge(raw, {"federation": {"num_rounds": rounds}})
+            if ray_address is not None:  # where it runs, not what: may change on resume
+                raw = deep_merge(raw, {"simulation": {"ray_address": ray_address}})
             scenario = build_scenario(raw, source=str(saved))
             out_dir = resume
         else:
@@ -130,6 +136,8 @@ def simulate_command(
                 data_root=data_root, seed=seed, subjects_per_site=subjects_per_site))
             if strategy is not None:
                 raw = with_strategy(raw, strategy)
+            if ray_address is not None:
+                raw = deep_merge(raw, {"simulation": {"ray_address": ray_address}})
             scenario = build_scenario(raw, source=str(config) if config else "options")
             stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
             out_dir = out if out is not None else Path("runs") / stamp
