@@ -72,7 +72,7 @@ def wait_for_sites(grid: Grid, *, count: int, timeout_s: float) -> list[int]:
                 f"within {timeout_s:.0f} s (federation.connect_timeout_s). Start more site "
                 "daemons, or lower federation.min_nodes."
             )
-        time.sleep(1.0)
+        time.sleep(0.2)  # polls the SuperLink; round 0 should not wait a second for nothing
 
 
 def _sender(msg: Message, dst_of: dict[str, int]) -> str:
@@ -224,6 +224,13 @@ def _initial_encoder(cfg: RunConfig, preset: str) -> MultiModalEncoder:
     return build_encoder(preset)
 
 
+def _lap(phases: dict[str, float], name: str, since: float) -> float:
+    """Record the seconds since ``since`` as phase ``name``; return now."""
+    now = time.time()
+    phases[name] = now - since
+    return now
+
+
 def _mean(values: Iterable[float | None]) -> float | None:
     vals = [v for v in values if v is not None and math.isfinite(v)]
     return sum(vals) / len(vals) if vals else None
@@ -240,6 +247,9 @@ def run_pretraining(grid: Grid, cfg: RunConfig, *, preset: str) -> Path:
     out = cfg.out_dir
     out.mkdir(parents=True, exist_ok=True)
     started = time.time()
+    # Wall-clock marks (epoch seconds, so a harness on the same machine can line them up
+    # with its own): metrics.json meta.timeline; benchmarks/overhead.py reads them.
+    timeline: dict[str, float] = {"serverapp_started": started}
     store = CheckpointStore(out)
     encoder = _initial_encoder(cfg, preset)
     shared_head = initial_head_arrays(cfg, encoder)  # empty unless the run shares templates
@@ -262,8 +272,10 @@ def run_pretraining(grid: Grid, cfg: RunConfig, *, preset: str) -> Path:
         metrics = MetricsLog(out)
         write_progress(out, phase="waiting for sites", round=0, rounds=fed.num_rounds)
         nodes = wait_for_sites(grid, count=fed.min_nodes, timeout_s=fed.connect_timeout_s)
+        timeline["sites_connected"] = time.time()
         write_progress(out, phase="statistics", round=0, rounds=fed.num_rounds)
         pool, statistics = collect_pool(grid, cfg, nodes)
+        timeline["statistics_done"] = time.time()
         arrays = {**global_state(encoder, site_local_norm=cfg.model.site_local_norm), **shared_head}
         first_round = 1
         store.save_round(0, arrays, pool, config_json=cfg.to_json())
@@ -289,8 +301,12 @@ def run_pretraining(grid: Grid, cfg: RunConfig, *, preset: str) -> Path:
                 metrics.set_meta(stopped=str(stop))
                 break
             round_strategy = update_dp.wrap(strategy, sampled=len(connected))
+        phases: dict[str, float] = {}
+        mark = time.time()
         sent = list(round_strategy.configure_train(rnd, current, ConfigRecord(), grid))
+        mark = _lap(phases, "configure", mark)
         replies = list(grid.send_and_receive(sent, timeout=fed.round_timeout_s))
+        mark = _lap(phases, "send_and_wait", mark)
         broadcast_bytes = current.count_bytes()  # the global entries in float32, as sent
         train = _outcome(replies, sent=sent, sent_bytes=broadcast_bytes, names=names_kept)
         transfer = transfer_summary(train.sites, dtype=fed.transfer_dtype,
@@ -314,6 +330,7 @@ def run_pretraining(grid: Grid, cfg: RunConfig, *, preset: str) -> Path:
         else:
             reason = (f"{accepted} of {len(sent)} sites sent an update that was accepted; the "
                       f"quorum is {needed} (federation.quorum)")
+        mark = _lap(phases, "screen_and_aggregate", mark)
         aggregated = not reason
         if not aggregated:
             log.warning("Round %d: the global encoder is unchanged: %s.", rnd, reason)
@@ -336,6 +353,7 @@ def run_pretraining(grid: Grid, cfg: RunConfig, *, preset: str) -> Path:
         # the checkpointed round, so a crash in between loses nothing either).
         metrics.record_round(entry)
         store.save_round(rnd, current.to_torch_state_dict(), pool, config_json=cfg.to_json())
+        mark = _lap(phases, "metrics_and_checkpoint", mark)
 
         write_progress(out, phase="evaluating", round=rnd, rounds=fed.num_rounds)
         sent_eval = list(strategy.configure_evaluate(rnd, current, ConfigRecord(), grid))
@@ -343,7 +361,9 @@ def run_pretraining(grid: Grid, cfg: RunConfig, *, preset: str) -> Path:
         evaluate = _outcome(eval_replies, sent=sent_eval, sent_bytes=current.count_bytes(),
                             names=names_kept)
         evaluate.failures += _missing(sent_eval, eval_replies)
+        _lap(phases, "evaluate", mark)
         entry["seconds"] = time.time() - t0
+        entry["phases"] = phases
         entry["evaluate"] = {
             "loss": _mean(s.get(MetricKey.EVAL_LOSS) for s in evaluate.sites.values()),
             "sites": evaluate.sites,
@@ -354,6 +374,7 @@ def run_pretraining(grid: Grid, cfg: RunConfig, *, preset: str) -> Path:
                  fed.num_rounds, metrics.rounds[-1]["train"]["loss"],
                  metrics.rounds[-1]["evaluate"]["loss"], len(train.sites), time.time() - t0)
 
+    timeline["rounds_done"] = time.time()
     if not any(r["train"]["aggregated"] for r in metrics.rounds):
         raise FederationError(
             "No round was aggregated, so the encoder was never trained: each round of "
@@ -387,5 +408,7 @@ def run_pretraining(grid: Grid, cfg: RunConfig, *, preset: str) -> Path:
                  "encoder = load_pretrained_encoder('encoder.safetensors')",
     }
     enc_path, _ = export_encoder(out, encoder.state_dict(), preset=preset, card=card)
+    timeline["export_done"] = time.time()
+    metrics.set_meta(timeline=timeline)
     write_progress(out, phase="done", round=fed.num_rounds, rounds=fed.num_rounds)
     return enc_path

@@ -29,3 +29,13 @@ def quality() -> ModuleType:
 @pytest.fixture(scope="module")
 def throughput() -> ModuleType:
     return _load("throughput_bench", "throughput.py")
+
+
+@pytest.fixture(scope="module")
+def overhead() -> ModuleType:
+    return _load("overhead_bench", "overhead.py")
+
+
+@pytest.fixture(scope="module")
+def scale() -> ModuleType:
+    return _load("scale_bench", "scale.py")
