@@ -3,8 +3,8 @@
 Every reply passes through ``outgoing_guard`` after the handler ran. It enforces, in code,
 what PRODUCT.md promises: a reply holds the global encoder entries (exact names,
 shapes and the run's transfer dtype), whitelisted scalar metrics (counts only as coarse
-buckets), or one schema-valid SiteStats, and nothing else; an error reply holds only a fedmm site error code and its
-fixed reason. A violation raises, and the error mod around the guard
+buckets), or one schema-valid SiteStats, and nothing else; an error reply holds only a
+fedmm site error code and its fixed reason. A violation raises, and the error mod around the guard
 (``client/error_mod.py``) sends the server a code instead of the content.
 """
 

@@ -23,9 +23,10 @@ from shared.config import TransferDtype
 
 TRANSFER_DTYPES: tuple[str, ...] = get_args(TransferDtype)
 
-_TORCH = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+_TORCH: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16,
+                                  "float16": torch.float16}
 #: The NumPy dtype a float32 entry has on the wire for each transfer dtype.
-_WIRE = {"float32": np.dtype(np.float32), "bfloat16": np.dtype(np.int16),
+_WIRE: dict[str, np.dtype] = {"float32": np.dtype(np.float32), "bfloat16": np.dtype(np.int16),
          "float16": np.dtype(np.float16)}
 
 
