@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
@@ -53,7 +52,7 @@ from shared.config import SiteConfig
 from shared.model import build_encoder, global_state
 from shared.pretext.shared_heads import initial_head_arrays
 from simulations.baselines import exact_pool
-from simulations.benchmark_provenance import BusyMachineError, provenance, require_idle
+from simulations.benchmark_provenance import BUSY_EXIT, idle_load, provenance
 from simulations.scenario import Scenario, build_scenario
 from simulations.simulate import SimulationResult, finalize_run_config, prepare_data, run_simulation
 from simulations.site_data_check import check_sites
@@ -231,11 +230,9 @@ def scenario_of(args: argparse.Namespace) -> Scenario:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        load_before = require_idle(allow_busy=args.allow_busy)
-    except BusyMachineError as err:
-        print(err, file=sys.stderr)
-        return 3
+    load_before = idle_load(allow_busy=args.allow_busy)
+    if load_before is None:
+        return BUSY_EXIT
     scenario = scenario_of(args)
     console = Console(stderr=True)
     with tempfile.TemporaryDirectory(prefix="fedmm-overhead-") as tmp:

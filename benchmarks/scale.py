@@ -23,11 +23,8 @@ import argparse
 import contextlib
 import json
 import os
-import sys
 import tempfile
-import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +32,8 @@ import numpy as np
 from rich.console import Console
 
 from server.metrics_log import METRICS_FILE
-from simulations.benchmark_provenance import BusyMachineError, provenance, require_idle
+from simulations.benchmark_provenance import BUSY_EXIT, idle_load, provenance
+from simulations.periodic_sampler import sampled
 from simulations.scenario import Scenario, build_scenario
 from simulations.simulate import run_simulation
 
@@ -70,28 +68,6 @@ def tree_rss_mb(root: int) -> float:
     return total / 2**20
 
 
-@contextmanager
-def peak_memory(root: int, interval_s: float = 0.5) -> Iterator[dict[str, float]]:
-    """Sample :func:`tree_rss_mb` of ``root`` every ``interval_s`` while the block runs;
-    the dict gets ``peak_rss_mb`` at the end."""
-    out: dict[str, float] = {}
-    stop = threading.Event()
-    peak = [tree_rss_mb(root)]
-
-    def sample() -> None:
-        while not stop.wait(interval_s):
-            peak[0] = max(peak[0], tree_rss_mb(root))
-
-    thread = threading.Thread(target=sample, daemon=True)
-    thread.start()
-    try:
-        yield out
-    finally:
-        stop.set()
-        thread.join()
-        out["peak_rss_mb"] = peak[0]
-
-
 def linear_fit(xs: Sequence[float], ys: Sequence[float]) -> dict[str, float | None]:
     """Least-squares line ``y = slope * x + intercept`` and its R^2 (None with < 2 points)."""
     if len(xs) < 2 or len(set(xs)) < 2:
@@ -120,13 +96,14 @@ def scenario_for(sites: int, args: argparse.Namespace) -> Scenario:
 
 def measure(sites: int, args: argparse.Namespace, *, work: Path, console: Console) -> dict[str, Any]:
     """One run with ``sites`` sites: its entry of scale.json."""
-    with peak_memory(os.getpid()) as memory:
+    root = os.getpid()
+    with sampled(lambda: tree_rss_mb(root), interval_s=0.5) as memory:
         result = run_simulation(scenario_for(sites, args), out_dir=work / f"sites-{sites}",
                                 console=console, report=False)
     rounds = json.loads((result.out_dir / METRICS_FILE).read_text())["rounds"]
     seconds = [float(r["seconds"]) for r in rounds]
     return {"sites": sites, "seconds_per_round": sum(seconds) / len(seconds),
-            "round_seconds": seconds, "peak_rss_mb": memory["peak_rss_mb"],
+            "round_seconds": seconds, "peak_rss_mb": max(memory),
             "run_seconds": result.seconds}
 
 
@@ -163,11 +140,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        load_before = require_idle(allow_busy=args.allow_busy)
-    except BusyMachineError as err:
-        print(err, file=sys.stderr)
-        return 3
+    load_before = idle_load(allow_busy=args.allow_busy)
+    if load_before is None:
+        return BUSY_EXIT
     console = Console(stderr=True)
     with tempfile.TemporaryDirectory(prefix="fedmm-scale-") as tmp:
         work = (args.work or Path(tmp)).resolve()

@@ -26,9 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -43,7 +41,8 @@ from client.train import train_round
 from shared.config import RunConfig, SiteConfig
 from shared.model import global_state, resolve_preset
 from shared.pretext.selection import parse_pretext_option
-from simulations.benchmark_provenance import BusyMachineError, provenance, require_idle
+from simulations.benchmark_provenance import BUSY_EXIT, idle_load, provenance
+from simulations.periodic_sampler import sampled
 from simulations.phantom import PhantomConfig, generate_phantom
 
 MIN_REPEATS = 5
@@ -139,26 +138,12 @@ def gpu_monitor(device: torch.device, interval_s: float = 0.1) -> Iterator[dict[
         yield out
         return
     torch.cuda.reset_peak_memory_stats()
-    samples: list[float] = []
-    stop = threading.Event()
-
-    def sample() -> None:
-        while not stop.wait(interval_s):
-            try:
-                samples.append(float(torch.cuda.utilization()))
-            except Exception:  # no pynvml / driver query refused: leave the share unknown
-                return
-
-    thread = threading.Thread(target=sample, daemon=True)
-    thread.start()
-    try:
+    # torch.cuda.utilization needs pynvml; without it the share stays unknown (None).
+    with sampled(torch.cuda.utilization, interval_s=interval_s) as samples:
         yield out
-    finally:
-        stop.set()
-        thread.join()
-        out["peak_gpu_memory_mb"] = torch.cuda.max_memory_allocated() / 2**20
-        out["gpu_busy_share"] = statistics.mean(samples) / 100 if samples else None
-        out["gpu_busy_samples"] = len(samples)
+    out["peak_gpu_memory_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    out["gpu_busy_share"] = statistics.mean(samples) / 100 if samples else None
+    out["gpu_busy_samples"] = len(samples)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -198,11 +183,9 @@ def run_config(args: argparse.Namespace) -> RunConfig:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        load_before = require_idle(allow_busy=args.allow_busy)
-    except BusyMachineError as err:
-        print(err, file=sys.stderr)
-        return 3
+    load_before = idle_load(allow_busy=args.allow_busy)
+    if load_before is None:
+        return BUSY_EXIT
     cfg = run_config(args)
     device = select_device(cfg.train)
     with tempfile.TemporaryDirectory(prefix="fedmm-bench-") as tmp:

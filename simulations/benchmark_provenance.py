@@ -25,6 +25,10 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 
 
+#: The exit status of a benchmark that refused to measure on a busy machine.
+BUSY_EXIT = 3
+
+
 class BusyMachineError(RuntimeError):
     """The machine is too loaded for a timing to mean anything; the message says what to do."""
 
@@ -52,6 +56,16 @@ def require_idle(*, allow_busy: bool, load_1min: float | None = None,
             "machine is idle (`uptime`), or pass --allow-busy to measure anyway (the result then "
             "records that the machine was busy).")
     return {**state, "allowed_busy": bool(state["busy"] and allow_busy)}
+
+
+def idle_load(*, allow_busy: bool) -> dict[str, Any] | None:
+    """:func:`require_idle` for a benchmark's ``main``: the load state, or None after saying
+    on stderr why nothing will be measured (the caller then exits with :data:`BUSY_EXIT`)."""
+    try:
+        return require_idle(allow_busy=allow_busy)
+    except BusyMachineError as err:
+        print(err, file=sys.stderr)
+        return None
 
 
 def code_commit() -> str:

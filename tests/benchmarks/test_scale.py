@@ -51,3 +51,20 @@ def test_a_tiny_scale_run_writes_every_entry(scale: ModuleType, tmp_path: Path) 
     for entry in doc["entries"]:
         assert entry["seconds_per_round"] > 0 and entry["peak_rss_mb"] > 500  # torch + Ray
     assert doc["seconds_per_round_fit"]["slope"] is not None and doc["command"]
+
+
+def test_sampling_runs_while_the_block_runs_and_survives_a_failing_read() -> None:
+    import time
+
+    from simulations.periodic_sampler import sampled
+
+    with sampled(lambda: 1.0, interval_s=0.01) as values:
+        time.sleep(0.1)
+    assert len(values) >= 2 and set(values) == {1.0}
+
+    def broken() -> float:
+        raise RuntimeError("no driver")
+
+    with sampled(broken, interval_s=0.01) as none:
+        time.sleep(0.03)
+    assert none == []
