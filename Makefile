@@ -16,7 +16,7 @@ export FLWR_TELEMETRY_ENABLED := 0
 export FLWR_DISABLE_UPDATE_CHECK := 1
 export MPLCONFIGDIR ?= /tmp/fedmm-mplconfig
 
-.PHONY: setup setup-site setup-server simulate test test-all test-fast lint typecheck nginx nnunet clean
+.PHONY: setup setup-site setup-server simulate test test-all test-fast lint typecheck nginx nnunet clean gpu-check
 
 setup: $(STAMP)
 
@@ -77,6 +77,13 @@ test-all: setup nnunet nginx lint typecheck
 
 test-fast: setup nnunet
 	$(PY) -m pytest -m "not gpu and not slow and not integration" $(PYTEST_ARGS)
+
+# On a machine with a GPU (CI has none): the tests marked gpu, then the throughput
+# benchmark on CUDA, which writes benchmarks/results/throughput_gpu.json with the machine.
+gpu-check: setup
+	@$(PY) -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else "make gpu-check needs CUDA, but torch sees no GPU here. Check nvidia-smi, and that .venv holds the CUDA build of torch (make setup installs it when nvidia-smi finds a GPU).")'
+	$(PY) -m pytest -m gpu -rs $(PYTEST_ARGS)
+	$(PY) benchmarks/throughput.py --device cuda --out benchmarks/results/throughput_gpu.json
 
 lint: setup
 	$(VENV)/bin/ruff check .

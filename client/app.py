@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
 from client.error_mod import contain_errors
@@ -23,6 +23,7 @@ from client.train import train_round
 from client.update_clipping import clip_updates
 from shared.config import RunConfig, SiteConfig
 from shared.stats_schema import StatsPool
+from shared.transfer import to_wire
 from shared.wire import InvalidPoolError, decode_round_config
 from shared.wire_keys import ConfigKey, RecordKey
 
@@ -73,9 +74,11 @@ def _round_inputs(msg: Message, context: Context) -> dict[str, Any]:
 @app.train()
 def train(msg: Message, context: Context) -> Message:
     """Rounds 1..R: local self-supervised training of the global encoder."""
-    result = train_round(**_round_inputs(msg, context))
+    inputs = _round_inputs(msg, context)
+    result = train_round(**inputs)
+    wire = to_wire(result.arrays, inputs["cfg"].federation.transfer_dtype)
     content = RecordDict({
-        RecordKey.ARRAYS: ArrayRecord(result.arrays),
+        RecordKey.ARRAYS: ArrayRecord({k: Array(v) for k, v in wire.items()}),
         RecordKey.METRICS: MetricRecord({**result.metrics}),
     })
     return Message(content, reply_to=msg)

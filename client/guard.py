@@ -1,10 +1,10 @@
 """The outgoing-message guard: a Flower mod that lets only declared content leave a site.
 
 Every reply passes through ``outgoing_guard`` after the handler ran. It enforces, in code,
-what PRODUCT.md promises: a reply holds the global encoder entries (exact names and
-shapes), whitelisted scalar metrics (counts only as coarse buckets), or one schema-valid
-SiteStats, and nothing else; an error reply holds only a fedmm site error code and its
-fixed reason. A violation raises, and the error mod around the guard
+what PRODUCT.md promises: a reply holds the global encoder entries (exact names,
+shapes and the run's transfer dtype), whitelisted scalar metrics (counts only as coarse
+buckets), or one schema-valid SiteStats, and nothing else; an error reply holds only a
+fedmm site error code and its fixed reason. A violation raises, and the error mod around the guard
 (``client/error_mod.py``) sends the server a code instead of the content.
 """
 
@@ -23,6 +23,7 @@ from shared.model import build_encoder, global_state, resolve_preset
 from shared.pretext.shared_heads import initial_head_arrays
 from shared.site_errors import SiteErrorCode, SiteRefusal, is_site_error
 from shared.stats_schema import SiteStats
+from shared.transfer import wire_dtype
 from shared.wire import decode_round_config
 from shared.wire_keys import Action, ConfigKey, MetricKey, RecordKey, task_metric_key
 
@@ -42,16 +43,19 @@ class OutgoingMessageError(SiteRefusal, RuntimeError):
     code = SiteErrorCode.OUTGOING_BLOCKED
 
 
+def _expected_state(cfg: RunConfig) -> dict[str, torch.Tensor]:
+    encoder = build_encoder(resolve_preset(cfg.model, cuda_available=torch.cuda.is_available()))
+    return {**global_state(encoder, site_local_norm=cfg.model.site_local_norm),
+            **initial_head_arrays(cfg, encoder)}
+
+
 def expected_arrays(cfg: RunConfig) -> dict[str, tuple[int, ...]]:
     """Names and shapes of the only arrays a site may send for this run config.
 
     The global encoder entries, plus the head entries the run shares (none by default;
     train_round refuses to produce them unless the site consents).
     """
-    encoder = build_encoder(resolve_preset(cfg.model, cuda_available=torch.cuda.is_available()))
-    state = {**global_state(encoder, site_local_norm=cfg.model.site_local_norm),
-             **initial_head_arrays(cfg, encoder)}
-    return {k: tuple(v.shape) for k, v in state.items()}
+    return {k: tuple(v.shape) for k, v in _expected_state(cfg).items()}
 
 
 def check_reply(content: RecordDict, *, action: str, cfg: RunConfig) -> None:
@@ -77,7 +81,8 @@ def check_reply(content: RecordDict, *, action: str, cfg: RunConfig) -> None:
 
 
 def _check_arrays(record: ArrayRecord, cfg: RunConfig) -> None:
-    expected = expected_arrays(cfg)
+    state = _expected_state(cfg)
+    expected = {k: tuple(v.shape) for k, v in state.items()}
     if set(record) != set(expected):
         extra = sorted(set(record) - set(expected))
         raise OutgoingMessageError(
@@ -88,6 +93,13 @@ def _check_arrays(record: ArrayRecord, cfg: RunConfig) -> None:
         if tuple(array.shape) != expected[name]:
             raise OutgoingMessageError(
                 f"array {name!r} has shape {tuple(array.shape)}, expected {expected[name]}"
+            )
+        reference = torch.empty((), dtype=state[name].dtype).numpy().dtype
+        wire = wire_dtype(reference, cfg.federation.transfer_dtype)
+        if array.dtype != wire.name:
+            raise OutgoingMessageError(
+                f"array {name!r} has dtype {array.dtype}, expected {wire.name} "
+                f"(federation.transfer_dtype = {cfg.federation.transfer_dtype!r})"
             )
 
 

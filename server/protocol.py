@@ -73,7 +73,7 @@ def wait_for_sites(grid: Grid, *, count: int, timeout_s: float) -> list[int]:
                 f"within {timeout_s:.0f} s (federation.connect_timeout_s). Start more site "
                 "daemons, or lower federation.min_nodes."
             )
-        time.sleep(1.0)
+        time.sleep(0.2)  # polls the SuperLink; round 0 should not wait a second for nothing
 
 
 def _sender(msg: Message, dst_of: dict[str, int]) -> str:
@@ -111,6 +111,17 @@ def _outcome(replies: Iterable[Message], *, sent: list[Message], sent_bytes: int
         entry["bytes-sent-by-site"] = arrays.count_bytes() if arrays is not None else 0
         out.sites[node] = entry
     return out
+
+
+def transfer_summary(sites: dict[str, dict[str, Any]], *, dtype: str,
+                     float32_bytes: int) -> dict[str, Any]:
+    """A round's upload against the encoder's float32 size: the transfer dtype, the bytes
+    of the float32 encoder as broadcast, the mean bytes a site sent and their ratio."""
+    sent = [s["bytes-sent-by-site"] for s in sites.values() if s.get("bytes-sent-by-site")]
+    per_site = sum(sent) / len(sent) if sent else None
+    return {"dtype": dtype, "encoder_float32_bytes": float32_bytes,
+            "bytes_sent_per_site": per_site,
+            "ratio_to_float32": per_site / float32_bytes if per_site and float32_bytes else None}
 
 
 def _failure(node: str, msg: Message) -> dict[str, Any]:
@@ -214,6 +225,13 @@ def _initial_encoder(cfg: RunConfig, preset: str) -> MultiModalEncoder:
     return build_encoder(preset)
 
 
+def _lap(phases: dict[str, float], name: str, since: float) -> float:
+    """Record the seconds since ``since`` as phase ``name``; return now."""
+    now = time.time()
+    phases[name] = now - since
+    return now
+
+
 def _mean(values: Iterable[float | None]) -> float | None:
     vals = [v for v in values if v is not None and math.isfinite(v)]
     return sum(vals) / len(vals) if vals else None
@@ -238,6 +256,9 @@ def run_pretraining(grid: Grid, cfg: RunConfig, *, preset: str) -> Path:
 
 def _run_rounds(grid: Grid, cfg: RunConfig, *, preset: str, out: Path, tracker: RunTracker) -> Path:
     started = time.time()
+    # Wall-clock marks (epoch seconds, so a harness on the same machine can line them up
+    # with its own): metrics.json meta.timeline; benchmarks/overhead.py reads them.
+    timeline: dict[str, float] = {"serverapp_started": started}
     store = CheckpointStore(out)
     encoder = _initial_encoder(cfg, preset)
     shared_head = initial_head_arrays(cfg, encoder)  # empty unless the run shares templates
@@ -260,8 +281,10 @@ def _run_rounds(grid: Grid, cfg: RunConfig, *, preset: str, out: Path, tracker: 
         metrics = MetricsLog(out, tracker=tracker)
         write_progress(out, phase="waiting for sites", round=0, rounds=fed.num_rounds)
         nodes = wait_for_sites(grid, count=fed.min_nodes, timeout_s=fed.connect_timeout_s)
+        timeline["sites_connected"] = time.time()
         write_progress(out, phase="statistics", round=0, rounds=fed.num_rounds)
         pool, statistics = collect_pool(grid, cfg, nodes)
+        timeline["statistics_done"] = time.time()
         arrays = {**global_state(encoder, site_local_norm=cfg.model.site_local_norm), **shared_head}
         first_round = 1
         store.save_round(0, arrays, pool, config_json=cfg.to_json())
@@ -287,9 +310,16 @@ def _run_rounds(grid: Grid, cfg: RunConfig, *, preset: str, out: Path, tracker: 
                 metrics.set_meta(stopped=str(stop))
                 break
             round_strategy = update_dp.wrap(strategy, sampled=len(connected))
+        phases: dict[str, float] = {}
+        mark = time.time()
         sent = list(round_strategy.configure_train(rnd, current, ConfigRecord(), grid))
+        mark = _lap(phases, "configure", mark)
         replies = list(grid.send_and_receive(sent, timeout=fed.round_timeout_s))
-        train = _outcome(replies, sent=sent, sent_bytes=current.count_bytes(), names=names_kept)
+        mark = _lap(phases, "send_and_wait", mark)
+        broadcast_bytes = current.count_bytes()  # the global entries in float32, as sent
+        train = _outcome(replies, sent=sent, sent_bytes=broadcast_bytes, names=names_kept)
+        transfer = transfer_summary(train.sites, dtype=fed.transfer_dtype,
+                                    float32_bytes=broadcast_bytes)
         train.failures += _missing(sent, replies)
         screening = strategy.screen_train_replies(rnd, replies)
         _record_screening(train, screening)
@@ -309,6 +339,7 @@ def _run_rounds(grid: Grid, cfg: RunConfig, *, preset: str, out: Path, tracker: 
         else:
             reason = (f"{accepted} of {len(sent)} sites sent an update that was accepted; the "
                       f"quorum is {needed} (federation.quorum)")
+        mark = _lap(phases, "screen_and_aggregate", mark)
         aggregated = not reason
         if not aggregated:
             log.warning("Round %d: the global encoder is unchanged: %s.", rnd, reason)
@@ -321,6 +352,7 @@ def _run_rounds(grid: Grid, cfg: RunConfig, *, preset: str, out: Path, tracker: 
                 "loss": _mean(s.get(MetricKey.TRAIN_LOSS) for s in train.sites.values()),
                 "sites": train.sites,
                 "failures": train.failures,
+                "transfer": transfer,
                 **({"update_privacy": released.as_dict()} if released is not None else {}),
             },
             "evaluate": {"loss": None, "sites": {}, "failures": []},
@@ -330,6 +362,7 @@ def _run_rounds(grid: Grid, cfg: RunConfig, *, preset: str, out: Path, tracker: 
         # the checkpointed round, so a crash in between loses nothing either).
         metrics.record_round(entry)
         store.save_round(rnd, current.to_torch_state_dict(), pool, config_json=cfg.to_json())
+        mark = _lap(phases, "metrics_and_checkpoint", mark)
 
         write_progress(out, phase="evaluating", round=rnd, rounds=fed.num_rounds)
         sent_eval = list(strategy.configure_evaluate(rnd, current, ConfigRecord(), grid))
@@ -337,7 +370,9 @@ def _run_rounds(grid: Grid, cfg: RunConfig, *, preset: str, out: Path, tracker: 
         evaluate = _outcome(eval_replies, sent=sent_eval, sent_bytes=current.count_bytes(),
                             names=names_kept)
         evaluate.failures += _missing(sent_eval, eval_replies)
+        _lap(phases, "evaluate", mark)
         entry["seconds"] = time.time() - t0
+        entry["phases"] = phases
         entry["evaluate"] = {
             "loss": _mean(s.get(MetricKey.EVAL_LOSS) for s in evaluate.sites.values()),
             "sites": evaluate.sites,
@@ -348,6 +383,7 @@ def _run_rounds(grid: Grid, cfg: RunConfig, *, preset: str, out: Path, tracker: 
                  fed.num_rounds, metrics.rounds[-1]["train"]["loss"],
                  metrics.rounds[-1]["evaluate"]["loss"], len(train.sites), time.time() - t0)
 
+    timeline["rounds_done"] = time.time()
     if not any(r["train"]["aggregated"] for r in metrics.rounds):
         raise FederationError(
             "No round was aggregated, so the encoder was never trained: each round of "
@@ -381,5 +417,7 @@ def _run_rounds(grid: Grid, cfg: RunConfig, *, preset: str, out: Path, tracker: 
                  "encoder = load_pretrained_encoder('encoder.safetensors')",
     }
     enc_path, _ = export_encoder(out, encoder.state_dict(), preset=preset, card=card)
+    timeline["export_done"] = time.time()
+    metrics.set_meta(timeline=timeline)
     write_progress(out, phase="done", round=fed.num_rounds, rounds=fed.num_rounds)
     return enc_path

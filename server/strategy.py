@@ -92,7 +92,8 @@ class EncoderOnly(FedAvg):
     * every message carries the run config and the statistics pool inside the one
       ``config`` record (Flower's DP mods reject a second ConfigRecord);
     * every training reply is checked before aggregation (``server/update_checks.py``):
-      exactly the encoder entries sent, same shapes and dtypes, finite, a coarse
+      exactly the encoder entries sent, same shapes, the run's transfer dtype (cast back
+      to the dtypes sent, so aggregation is float32), finite, a coarse
       ``num-examples``, an update norm that is not an outlier; a failing reply is left out
       with a logged reason (the round protocol writes it to metrics.json) instead of
       failing the round or entering the aggregate;
@@ -153,15 +154,17 @@ class EncoderOnly(FedAvg):
         fed = self.cfg.federation
         verdicts = screen_round([c for _, c in candidates], sent=sent,
                                 max_update_norm_ratio=fed.max_update_norm_ratio,
-                                max_weight_ratio=fed.max_weight_ratio)
+                                max_weight_ratio=fed.max_weight_ratio,
+                                transfer_dtype=fed.transfer_dtype)
         accepted = []
-        for (msg, candidate), verdict in zip(candidates, verdicts, strict=True):
-            if not verdict.accepted or candidate.arrays is None:  # accepted ones have arrays
+        for (msg, _), verdict in zip(candidates, verdicts, strict=True):
+            if not verdict.accepted or verdict.arrays is None:  # accepted ones have arrays
                 log.warning("Round %d: node %s's update rejected (%s): %s", server_round,
                             verdict.node, verdict.rejected, verdict.reason)
                 continue
+            decoded = verdict.arrays  # cast back from federation.transfer_dtype: fp32 aggregation
             content = RecordDict({
-                RecordKey.ARRAYS: ArrayRecord({k: Array(candidate.arrays[k]) for k in sent}),
+                RecordKey.ARRAYS: ArrayRecord({k: Array(decoded[k]) for k in sent}),
                 RecordKey.METRICS: MetricRecord({MetricKey.NUM_EXAMPLES: verdict.weight}),
             })
             # A new message with the reply's metadata (Flower's own way to rebuild one): the

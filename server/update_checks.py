@@ -3,8 +3,10 @@
 A registered site can send anything (its outgoing guard only stops an honest site's own
 mistakes), so every training reply is checked here before Flower's strategy sees it:
 
-* the arrays are exactly the encoder entries sent, each with the shape **and dtype** sent
-  (nothing is cast: a float64, float16, int or bool array is refused), and all finite;
+* the arrays are exactly the encoder entries sent, each with the shape sent and **exactly
+  the wire dtype** of the run's ``federation.transfer_dtype`` (float32 by default: a
+  float64, float16, int or bool array is then refused), and all finite once cast back to
+  the dtype sent (``shared/transfer.py``);
 * ``num-examples`` is one of the coarse counts a site may send
   (``shared/coarse_counts.py``), so neither NaN, infinity nor 1e12;
 * the update norm ``||w_site - w_sent||`` is at most ``max_update_norm_ratio`` times the
@@ -20,12 +22,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 import numpy as np
 
 from shared.coarse_counts import COARSE_COUNTS
+from shared.transfer import from_wire, wire_dtype
 
 
 class Rejection(StrEnum):
@@ -33,7 +36,7 @@ class Rejection(StrEnum):
 
     UNREADABLE = "unreadable"            # no arrays, or arrays that do not decode
     NOT_THE_ENCODER = "not-the-encoder"  # other entry names or shapes than sent
-    DTYPE = "dtype"                      # another dtype than sent
+    DTYPE = "dtype"                      # another dtype than the run's wire dtype
     NON_FINITE = "non-finite"            # NaN or infinity in an array
     NUM_EXAMPLES = "num-examples"        # not one of the coarse counts
     NO_EXAMPLES = "no-examples"          # trained on nothing: nothing to average
@@ -66,6 +69,8 @@ class Verdict:
         weight: the capped aggregation weight (0 when rejected).
         update_norm: ``||w_site - w_sent||`` over floating-point entries (None when the
             arrays could not be compared).
+        arrays: an accepted reply's arrays cast back to the dtypes sent (what is
+            aggregated); None when rejected.
     """
 
     node: str
@@ -73,15 +78,17 @@ class Verdict:
     reason: str
     weight: float = 0.0
     update_norm: float | None = None
+    arrays: Mapping[str, np.ndarray] | None = field(default=None, repr=False, compare=False)
 
     @property
     def accepted(self) -> bool:
         return self.rejected is None
 
 
-def check_arrays(arrays: Mapping[str, np.ndarray] | None,
-                 sent: Mapping[str, np.ndarray]) -> tuple[Rejection, str] | None:
-    """The first problem with a reply's arrays against the arrays sent, or None."""
+def check_arrays(arrays: Mapping[str, np.ndarray] | None, sent: Mapping[str, np.ndarray],
+                 *, transfer_dtype: str = "float32") -> tuple[Rejection, str] | None:
+    """The first problem with a reply's arrays (as received, in the run's transfer dtype)
+    against the arrays sent, or None."""
     if arrays is None:
         return Rejection.UNREADABLE, "the reply holds no encoder arrays that can be decoded"
     if set(arrays) != set(sent):
@@ -95,10 +102,14 @@ def check_arrays(arrays: Mapping[str, np.ndarray] | None,
         if got.shape != want.shape:
             return (Rejection.NOT_THE_ENCODER,
                     f"entry {key!r}: expected shape {want.shape}, got {got.shape}")
-        if got.dtype != want.dtype:
+        wire = wire_dtype(want.dtype, transfer_dtype)
+        if got.dtype != wire:
+            how = "as sent" if wire == want.dtype else f"{want.dtype} sent as {transfer_dtype}"
             return (Rejection.DTYPE,
-                    f"entry {key!r}: expected dtype {want.dtype} (as sent), got {_dtype_name(got)}")
-    bad = [k for k, a in arrays.items() if a.dtype.kind in "fc" and not np.isfinite(a).all()]
+                    f"entry {key!r}: expected dtype {wire} ({how}, federation.transfer_dtype), "
+                    f"got {_dtype_name(got)}")
+    decoded = from_wire(arrays, sent, transfer_dtype)
+    bad = [k for k, a in decoded.items() if a.dtype.kind in "fc" and not np.isfinite(a).all()]
     if bad:
         return (Rejection.NON_FINITE,
                 f"NaN or infinity in {len(bad)} of {len(arrays)} entries (e.g. {bad[0]!r})")
@@ -134,22 +145,28 @@ def update_norm(arrays: Mapping[str, np.ndarray], sent: Mapping[str, np.ndarray]
 
 
 def screen_round(candidates: Sequence[Candidate], *, sent: Mapping[str, np.ndarray],
-                 max_update_norm_ratio: float, max_weight_ratio: float) -> list[Verdict]:
+                 max_update_norm_ratio: float, max_weight_ratio: float,
+                 transfer_dtype: str = "float32") -> list[Verdict]:
     """Check every reply of a round; return one verdict per candidate, in order.
 
-    Per-reply checks come first; the norm rule then compares the survivors' update norms
+    Replies arrive in ``transfer_dtype`` (``federation.transfer_dtype``); an accepted
+    verdict carries its arrays cast back to the dtypes sent. Per-reply checks come first;
+    the norm rule then compares the survivors' update norms
     with their median, and the weights of the accepted replies are capped at
     ``max_weight_ratio`` times their median.
     """
     problems: dict[int, tuple[Rejection, str]] = {}
     norms: dict[int, float] = {}
     weights: dict[int, float] = {}
+    decoded: dict[int, dict[str, np.ndarray]] = {}
     for i, c in enumerate(candidates):
-        problem = check_arrays(c.arrays, sent) or check_num_examples(c.num_examples)
+        problem = (check_arrays(c.arrays, sent, transfer_dtype=transfer_dtype)
+                   or check_num_examples(c.num_examples))
         if problem is not None:
             problems[i] = problem
         elif c.arrays is not None and isinstance(c.num_examples, int | float):
-            norms[i] = update_norm(c.arrays, sent)
+            decoded[i] = from_wire(c.arrays, sent, transfer_dtype)
+            norms[i] = update_norm(decoded[i], sent)
             weights[i] = float(c.num_examples)
     median = float(np.median(list(norms.values()))) if norms else 0.0
     for i, norm in norms.items():
@@ -169,5 +186,5 @@ def screen_round(candidates: Sequence[Candidate], *, sent: Mapping[str, np.ndarr
         weight = min(weights[i], cap)
         note = f"; weight capped at {weight:g}" if weight < weights[i] else ""
         verdicts.append(Verdict(c.node, None, f"accepted{note}", weight=weight,
-                                update_norm=norms[i]))
+                                update_norm=norms[i], arrays=decoded[i]))
     return verdicts

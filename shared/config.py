@@ -418,6 +418,10 @@ StrategyName = Literal[
 ]
 
 
+#: The dtypes a site's encoder update may travel in (shared/transfer.py does the casts).
+TransferDtype = Literal["float32", "bfloat16", "float16"]
+
+
 class FederationConfig(FrozenModel):
     """The server's round protocol."""
 
@@ -454,6 +458,14 @@ class FederationConfig(FrozenModel):
         default=2.0, ge=1, allow_inf_nan=False,
         description="A site's aggregation weight (its num-examples) is capped at this multiple "
         "of the median weight of the round's accepted replies.",
+    )
+    transfer_dtype: TransferDtype = Field(
+        default="float32",
+        description="The dtype in which each site sends its encoder update (shared/transfer.py): "
+        "'bfloat16' or 'float16' halve a reply's bytes; the server casts every reply back to "
+        "float32, aggregates in float32 and broadcasts the global encoder in float32. float32 "
+        "stays the default until the quality benchmark's validation site has measured what the "
+        "16-bit casts cost.",
     )
 
     @model_validator(mode="after")
@@ -625,6 +637,16 @@ class RunConfig(FrozenModel):
                 f"privacy.updates needs a strategy that averages the sites' updates (its noise is "
                 f"calibrated to a mean of clipped updates), one of {list(UPDATE_DP_STRATEGIES)}; "
                 f"got federation.strategy = {name!r}. Fix: choose one of them, or turn update DP off.")
+        return self
+
+    @model_validator(mode="after")
+    def _update_dp_needs_float32_transfer(self) -> RunConfig:
+        transfer = self.federation.transfer_dtype
+        if self.privacy.updates.enabled and transfer != "float32":
+            raise ValueError(
+                f"privacy.updates clips and noises float32 updates (Flower's clipping mods work on "
+                f"the reply's arrays as sent); got federation.transfer_dtype = {transfer!r}. Fix: "
+                "set federation.transfer_dtype = 'float32', or turn update DP off.")
         return self
 
     @model_validator(mode="after")

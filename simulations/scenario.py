@@ -46,6 +46,23 @@ class SimulationConfig(FrozenModel):
     phantom: PhantomSettings = PhantomSettings()
     client_cpus: int | None = Field(default=None, ge=1, description="CPUs per site (auto).")
     client_gpus: float | None = Field(default=None, ge=0, le=1, description="GPU share per site.")
+    ray_address: str | None = Field(
+        default=None,
+        description="An existing Ray cluster to run the sites on (HOST:PORT of its head, as "
+        "`ray start --head` prints it, or 'auto'); None: a private Ray on this machine. Every "
+        "node needs fedmm installed and the data at the same path (docs/simulate.md).",
+    )
+
+    @field_validator("ray_address")
+    @classmethod
+    def _host_and_port(cls, value: str | None) -> str | None:
+        if value is None or value == "auto":
+            return value
+        host, _, port = value.removeprefix("ray://").rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"expected HOST:PORT of the Ray head (e.g. 10.0.0.5:6379, as `ray start "
+                             f"--head` prints it) or 'auto', got {value!r}")
+        return value
 
     @field_validator("layout")
     @classmethod

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -93,8 +94,17 @@ def prepare_data(sim: SimulationConfig, *, seed: int, console: Console,
 
 
 def federation_config(num_sites: int, sim: SimulationConfig) -> str:
-    """Flower's --federation-config: one virtual SuperNode per site, resources per site."""
+    """Flower's --federation-config: one virtual SuperNode per site, resources per site.
+
+    On an existing Ray cluster (``sim.ray_address``) the cluster owns its resources: Ray
+    refuses ``num_cpus`` when connecting, so only the per-site resources are set (one CPU
+    and no GPU unless the scenario says otherwise).
+    """
     cores = os.cpu_count() or 1
+    if sim.ray_address is not None:
+        gpus = sim.client_gpus if sim.client_gpus is not None else 0.0
+        return (f"num-supernodes={num_sites} client-resources-num-cpus={sim.client_cpus or 1} "
+                f"client-resources-num-gpus={gpus} init-args-logging-level=\"WARNING\"")
     if torch.cuda.is_available():
         parallel = min(num_sites, 4)
         gpus = sim.client_gpus if sim.client_gpus is not None else round(1.0 / parallel, 3)
@@ -109,11 +119,20 @@ def federation_config(num_sites: int, sim: SimulationConfig) -> str:
 
 @dataclass(frozen=True)
 class SimulationResult:
+    """A finished run: its folder, Flower's status, its wall time and when each phase ended.
+
+    ``timeline`` holds epoch seconds (``time.time()``): ``started``, ``data_ready``,
+    ``sites_checked``, ``superlink_ready``, ``run_finished`` (``flwr run`` exited),
+    ``superlink_stopped`` and ``report_done``; the ServerApp's own marks are in
+    metrics.json (``meta.timeline``) and each round's ``phases``.
+    """
+
     out_dir: Path
     status: RunStatus
     seconds: float
     idle_sites: tuple[str, ...] = ()  # one line per site that had no usable study
     tracking: TrackingConfig = field(default_factory=TrackingConfig)  # where else the metrics go
+    timeline: dict[str, float] = field(default_factory=dict)
 
 
 def finalize_run_config(scenario: Scenario, *, out_dir: Path, data_root: Path,
@@ -144,7 +163,7 @@ def follow(proc: Any, *, out_dir: Path, rounds: int, console: Console) -> None:
                "{task.total} rounds"), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=False) as bar:
         task = bar.add_task("starting Flower simulation", total=rounds)
-        while proc.poll() is None:
+        while True:
             prog = _read_json(out_dir / PROGRESS_FILE)
             metrics = _read_json(out_dir / METRICS_FILE) or {}
             done = len(metrics.get("rounds", []))
@@ -154,7 +173,11 @@ def follow(proc: Any, *, out_dir: Path, rounds: int, console: Console) -> None:
                 extra = f", held-out loss {loss:.3f}" if isinstance(loss, float) else ""
                 bar.update(task, completed=done,
                            description=f"{prog.get('phase', '')} (round {prog.get('round')}){extra}")
-            time.sleep(1.0)
+            try:  # returns as soon as `flwr run` exits, not at the next poll
+                proc.wait(timeout=1.0)
+                break
+            except subprocess.TimeoutExpired:
+                continue
         metrics = _read_json(out_dir / METRICS_FILE) or {}
         bar.update(task, completed=len(metrics.get("rounds", [])))
 
@@ -183,17 +206,20 @@ def run_simulation(scenario: Scenario, *, out_dir: Path, resume: bool = False,
     """
     console = console or Console()
     started = time.time()
+    timeline = {"started": started}
     out_dir = out_dir.resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     data_root, sites = prepare_data(scenario.simulation, seed=scenario.run.seed, console=console,
                                     out_dir=out_dir)
     data_seconds = time.time() - started
+    timeline["data_ready"] = time.time()
     if len(sites) < scenario.run.federation.min_nodes:
         raise ConfigError(f"The run needs federation.min_nodes={scenario.run.federation.min_nodes}"
                           f" sites but only {len(sites)} are available ({sites}).")
     cfg = finalize_run_config(scenario, out_dir=out_dir, data_root=data_root, sites=sites,
                               resume=resume)
     idle = _check_site_data(cfg, out_dir=out_dir, console=console)
+    timeline["sites_checked"] = time.time()
     (out_dir / SCENARIO_FILE).write_text(json.dumps({
         "simulation": json.loads(scenario.simulation.model_dump_json()),
         "run": json.loads(scenario.run.model_dump_json()),
@@ -210,10 +236,15 @@ def run_simulation(scenario: Scenario, *, out_dir: Path, resume: bool = False,
     app = (app or app_dir()).resolve()
     import_first = app if app != app_dir() else None
     try:
+        ray_env = ({"RAY_ADDRESS": scenario.simulation.ray_address}
+                   if scenario.simulation.ray_address is not None else {})
         with SimulationSuperLink(flwr_home=flwr_home, log_file=out_dir / "superlink.log",
-                                 import_first=import_first) as link:
+                                 import_first=import_first, env=ray_env) as link:
+            timeline["superlink_ready"] = time.time()
             status = _run_on(link, cfg=cfg, scenario=scenario, run_config_file=run_config_file,
                              num_sites=len(sites), out_dir=out_dir, console=console, app=app)
+            timeline["run_finished"] = time.time()
+        timeline["superlink_stopped"] = time.time()
     except SuperLinkStartError as err:
         raise SimulationError(str(err)) from err
     if status is None:
@@ -229,8 +260,9 @@ def run_simulation(scenario: Scenario, *, out_dir: Path, resume: bool = False,
     if report:
         write_report(out_dir, data_root=data_root, sites=sites, console=console, phases={
             "data_preparation": data_seconds, "federation": time.time() - federation_started})
+        timeline["report_done"] = time.time()
     return SimulationResult(out_dir=out_dir, status=status, seconds=time.time() - started,
-                            idle_sites=tuple(idle), tracking=cfg.tracking)
+                            idle_sites=tuple(idle), tracking=cfg.tracking, timeline=timeline)
 
 
 def _check_site_data(cfg: RunConfig, *, out_dir: Path, console: Console) -> list[str]:

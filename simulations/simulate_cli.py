@@ -94,6 +94,10 @@ def simulate_command(
         "--mlflow", metavar="URI", help="Also log the server's metrics to this MLflow tracking "
         "server (http://host:5000, sqlite:///abs/mlflow.db, file:///abs/mlruns); needs the mlflow "
         "extra. TensorBoard event files are always written (tensorboard --logdir OUT).")] = None,
+    ray_address: Annotated[str | None, typer.Option(
+        help="Run the sites on an existing Ray cluster: HOST:PORT of its head (as `ray start "
+        "--head` prints it) or 'auto'. Every node needs fedmm installed and the data at the "
+        "same path (docs/simulate.md). Default: a private Ray on this machine.")] = None,
 ) -> None:
     """Run a federated self-supervised pretraining on Flower's simulation engine."""
     try:
@@ -106,7 +110,7 @@ def simulate_command(
                       strategy]
             if any(v is not None for v in others):
                 raise ConfigError("--resume continues a run with its saved settings; only "
-                                  "--rounds and --mlflow may be given with it.")
+                                  "--rounds, --mlflow and --ray-address may be given with it.")
             doc = json.loads(saved.read_text())
             raw = {**doc["run"], "simulation": doc["simulation"]}
             for key in ("out_dir", "resume", "sites"):
@@ -114,6 +118,8 @@ def simulate_command(
             raw = deep_merge(raw, _overrides(sites=None, rounds=rounds, local_steps=None, pretext=None,
                                              data_root=None, seed=None, subjects_per_site=None,
                                              mlflow=mlflow))
+            if ray_address is not None:  # where it runs, not what: may change on resume
+                raw = deep_merge(raw, {"simulation": {"ray_address": ray_address}})
             scenario = build_scenario(raw, source=str(saved))
             out_dir = resume
         else:
@@ -123,6 +129,8 @@ def simulate_command(
                 data_root=data_root, seed=seed, subjects_per_site=subjects_per_site, mlflow=mlflow))
             if strategy is not None:
                 raw = with_strategy(raw, strategy)
+            if ray_address is not None:
+                raw = deep_merge(raw, {"simulation": {"ray_address": ray_address}})
             scenario = build_scenario(raw, source=str(config) if config else "options")
             stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
             out_dir = out if out is not None else Path("runs") / stamp

@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 
@@ -32,15 +33,33 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _group_gone(pgid: int, *, within_s: float) -> bool:
+    """Whether process group ``pgid`` has no member left, polled for up to ``within_s``."""
+    deadline = time.monotonic() + within_s
+    while True:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:  # a member we cannot signal still exists
+            pass
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.02)
+
+
 class SimulationSuperLink:
     """Context manager: ``flower-superlink --simulation`` bound to 127.0.0.1, stopped on exit."""
 
     def __init__(self, *, flwr_home: Path, log_file: Path, startup_timeout_s: float = 60.0,
-                 import_first: Path | None = None) -> None:
+                 import_first: Path | None = None, env: Mapping[str, str] | None = None) -> None:
         """``import_first``: an app folder whose packages every process the SuperLink starts
         must import before this installation's: it goes first on their PYTHONPATH and is
         the SuperLink's working directory (Ray puts the driver's working directory first
-        on its workers' path)."""
+        on its workers' path). ``env``: extra environment variables for the SuperLink and
+        everything it starts (e.g. ``RAY_ADDRESS``, which the simulation's ``ray.init``
+        reads to join an existing cluster)."""
+        self.extra_env = dict(env or {})
         self.flwr_home = flwr_home
         self.log_file = log_file
         self.import_first = import_first
@@ -67,7 +86,7 @@ class SimulationSuperLink:
             "--disable-runtime-dependency-installation",
             "--log-file", str(self.log_file),
         ]
-        env = flower_env(self.flwr_home)
+        env = {**flower_env(self.flwr_home), **self.extra_env}
         if self.import_first is not None:
             env["PYTHONPATH"] = os.pathsep.join(
                 p for p in (str(self.import_first), env.get("PYTHONPATH", "")) if p)
@@ -88,7 +107,7 @@ class SimulationSuperLink:
             with socket.socket() as sock:
                 if sock.connect_ex(("127.0.0.1", self.port)) == 0:
                     return
-            time.sleep(0.2)
+            time.sleep(0.05)
         self.stop()
         raise SuperLinkStartError(f"flower-superlink did not listen on 127.0.0.1:{self.port} within "
                            f"{self.startup_timeout_s:.0f} s; see {self.flwr_home / 'superlink.out'}")
@@ -109,8 +128,10 @@ class SimulationSuperLink:
                 break
             try:
                 self.proc.wait(timeout=wait_s)
-                # Children (Ray workers) may outlive the leader briefly; sweep the group.
-                time.sleep(0.5)
+                # Children (Ray workers) may outlive the leader briefly: give them up to
+                # 0.5 s to go, without waiting that long when they are already gone.
+                if _group_gone(pgid, within_s=0.5):
+                    break
             except subprocess.TimeoutExpired:
                 continue
         with contextlib.suppress(ProcessLookupError):

@@ -227,6 +227,9 @@ class _ReportBuilder:
                                          f"{privacy['noise_multiplier']:g})"))
         if card.get("stopped_early"):
             summary.append(("stopped early", str(card["stopped_early"])))
+        upload = _upload_line(self.run.metrics)
+        if upload:
+            summary.append(("upload per site and round", upload))
         if summary:
             parts.append(key_value_html(summary))
         parts.append(self._timings())
@@ -256,6 +259,18 @@ class _ReportBuilder:
         missing = "" if self.run.timings else note_html(
             "timings.json is missing (written by simulate); only the rounds' own times are shown.")
         return head + table_html(Table(headers=("phase", "wall-clock"), rows=tuple(rows))) + missing
+
+
+def _upload_line(metrics: Mapping[str, Any] | None) -> str | None:
+    """The last round's mean upload per site against the float32 encoder (metrics.json's
+    ``train.transfer``), or None when the run has none."""
+    for entry in reversed((metrics or {}).get("rounds") or []):
+        transfer = ((entry or {}).get("train") or {}).get("transfer") or {}
+        sent, fp32 = transfer.get("bytes_sent_per_site"), transfer.get("encoder_float32_bytes")
+        if isinstance(sent, int | float) and isinstance(fp32, int | float) and fp32 > 0:
+            return (f"{sent / 1e6:.2f} MB as {transfer.get('dtype')} ({sent / fp32:.2f} x the "
+                    f"float32 encoder's {fp32 / 1e6:.2f} MB)")
+    return None
 
 
 def _flatten(value: Any, prefix: str = "") -> list[tuple[str, str]]:

@@ -24,3 +24,18 @@ def _load(name: str, file: str) -> ModuleType:
 @pytest.fixture(scope="module")
 def quality() -> ModuleType:
     return _load("quality_bench", "quality.py")
+
+
+@pytest.fixture(scope="module")
+def throughput() -> ModuleType:
+    return _load("throughput_bench", "throughput.py")
+
+
+@pytest.fixture(scope="module")
+def overhead() -> ModuleType:
+    return _load("overhead_bench", "overhead.py")
+
+
+@pytest.fixture(scope="module")
+def scale() -> ModuleType:
+    return _load("scale_bench", "scale.py")

@@ -104,3 +104,19 @@ def test_counts_leave_only_as_coarse_buckets(metric: str) -> None:
         check_reply(exact, action=Action.TRAIN, cfg=CFG)
     coarse = train_reply(**{RecordKey.METRICS: MetricRecord({"num-examples": 1, metric: 10})})
     check_reply(coarse, action=Action.TRAIN, cfg=CFG)
+
+
+def test_arrays_leave_only_in_the_runs_transfer_dtype() -> None:
+    from flwr.app import Array
+
+    from shared.transfer import to_wire
+
+    bf16 = CFG.model_copy(update={"federation": CFG.federation.model_copy(
+        update={"transfer_dtype": "bfloat16"})})
+    state = global_state(build_encoder("cpu-small"), site_local_norm=True)
+    wire = ArrayRecord({k: Array(v) for k, v in to_wire(state, "bfloat16").items()})
+    check_reply(train_reply(**{RecordKey.ARRAYS: wire}), action=Action.TRAIN, cfg=bf16)
+    with pytest.raises(OutgoingMessageError, match="transfer_dtype"):
+        check_reply(train_reply(), action=Action.TRAIN, cfg=bf16)  # float32 in a bfloat16 run
+    with pytest.raises(OutgoingMessageError, match="dtype int16, expected float32"):
+        check_reply(train_reply(**{RecordKey.ARRAYS: wire}), action=Action.TRAIN, cfg=CFG)

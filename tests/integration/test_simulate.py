@@ -15,7 +15,8 @@ from shared.model import load_pretrained_encoder
 
 pytestmark = pytest.mark.integration
 
-def tiny_scenario(*, local_steps: int = 2, num_rounds: int = 1, sites: int = 2, extra: str = "") -> str:
+def tiny_scenario(*, local_steps: int = 2, num_rounds: int = 1, sites: int = 2, extra: str = "",
+                  transfer_dtype: str = "float32") -> str:
     """A seconds-long scenario: 2 (or ``sites``) phantom sites x 4 subjects at 4 mm, 16^3 crops."""
     return f"""
 seed = 1
@@ -37,6 +38,7 @@ num_rounds = {num_rounds}
 min_nodes = {sites}
 round_timeout_s = 300
 connect_timeout_s = 120
+transfer_dtype = "{transfer_dtype}"
 [privacy]
 min_studies = 2
 # A simulation has no site limits: an epsilon this large makes the noisy counts of four
@@ -45,7 +47,9 @@ epsilon = 1000.0
 {extra}"""
 
 
-TINY = tiny_scenario()
+# The other integration tests run float32 (the default); this one sends 16-bit updates, so
+# the cast, the server's checks on it and fp32 aggregation run through Flower at no extra run.
+TINY = tiny_scenario(transfer_dtype="bfloat16")
 
 
 def simulate(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -112,6 +116,16 @@ def test_metrics_also_reach_tensorboard_and_mlflow_and_the_user_is_told_where(ti
     assert run.info.status == "FINISHED"
     assert [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, "train/loss")] == [
         (1, pytest.approx(loss))]
+
+
+def test_bfloat16_replies_are_about_half_the_float32_encoder(tiny_run) -> None:
+    _, out, _ = tiny_run
+    (rnd,) = json.loads((out / "metrics.json").read_text())["rounds"]
+    transfer = rnd["train"]["transfer"]
+    assert transfer["dtype"] == "bfloat16" and 0.49 < transfer["ratio_to_float32"] < 0.55
+    for site in rnd["train"]["sites"].values():  # received: the float32 broadcast
+        assert 0.49 < site["bytes-sent-by-site"] / site["bytes-received-by-site"] < 0.55
+    assert transfer["encoder_float32_bytes"] == site["bytes-received-by-site"]
 
 
 def test_the_encoder_changed_and_only_global_entries_were_checkpointed(tiny_run) -> None:

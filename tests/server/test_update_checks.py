@@ -123,3 +123,24 @@ def test_a_rejected_reply_has_no_weight_and_every_candidate_gets_a_verdict_in_or
                       Candidate("9", None, 10))
     assert [v.node for v in verdicts] == ["1", "1", "9"]
     assert [v.weight for v in verdicts] == [0.0, 10.0, 0.0]
+
+
+@pytest.mark.parametrize("transfer", ["bfloat16", "float16"])
+def test_sixteen_bit_replies_are_checked_in_their_wire_dtype_and_cast_back(transfer: str) -> None:
+    import torch
+
+    from shared.transfer import to_wire
+
+    wire = to_wire({k: torch.from_numpy(v) for k, v in step(0.5).items()}, transfer)
+    assert check_arrays(wire, SENT, transfer_dtype=transfer) is None
+    problem = check_arrays(step(0.5), SENT, transfer_dtype=transfer)  # float32 where 16 bits are due
+    assert problem is not None and problem[0] == Rejection.DTYPE and transfer in problem[1]
+    nan = to_wire({"encoder.a": torch.tensor([0.0, float("nan"), 0.0])}, transfer)
+    problem = check_arrays({**wire, **nan}, SENT, transfer_dtype=transfer)
+    assert problem is not None and problem[0] == Rejection.NON_FINITE
+    verdicts = screen_round([Candidate("1", wire, 10), Candidate("2", wire, 10)], sent=SENT,
+                            max_update_norm_ratio=10.0, max_weight_ratio=2.0, transfer_dtype=transfer)
+    assert all(v.accepted for v in verdicts)
+    arrays = verdicts[0].arrays
+    assert arrays is not None and all(a.dtype == np.float32 for a in arrays.values())
+    np.testing.assert_allclose(arrays["encoder.b"], step(0.5)["encoder.b"], rtol=1e-2)
