@@ -38,7 +38,6 @@ import json
 import multiprocessing as mp
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -55,6 +54,7 @@ from simulations.benchmark_pretraining import (
     code_version,
     finished_pretraining,
 )
+from simulations.benchmark_provenance import code_commit
 from simulations.benchmark_sites import EVALUATED, SETTINGS, SITES, SiteRoles, arrange_sites
 from simulations.paired_stats import goals, summary
 
@@ -241,19 +241,6 @@ def budget_check(results: dict[str, Any], cfg: QualityConfig) -> dict[str, Any]:
     return {"holds": d_high > d_low, f"scratch_dice_at_{high}": d_high, f"scratch_dice_at_{low}": d_low}
 
 
-def git_commit() -> str:
-    """The commit the benchmark ran at (``+dirty`` when the tree had changes)."""
-    root = Path(__file__).resolve().parent.parent
-    try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
-                             text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return sha + ("+dirty" if dirty else "")
-
-
 def machine_line() -> str:
     """The machine a benchmark ran on, in one line."""
     gpu = f"CUDA {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "no GPU"
@@ -321,7 +308,7 @@ def run_quality(cfg: QualityConfig, *, work: Path) -> dict[str, Any]:
         "phantom_seed": cfg.phantom_seed,
         "config": asdict(cfg),
         "machine": machine_line(),
-        "git_commit": git_commit(),
+        "git_commit": code_commit(),
         "code_version": code_version(),
         "paired_dice_points": paired,
         "goals": goals(paired, fraction=str(min(cfg.label_fractions))),
