@@ -12,7 +12,9 @@ import pytest
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-VARIANTS = ("scratch", "local_only", "federated", "centralized", "federated_iid", "cyclic")
+# federated_iid is left out: it is the federated run on other folders (iid_site_folders has
+# its own tests in tests/simulations/test_baselines.py) and a Flower run per seed costs CI time.
+VARIANTS = ("scratch", "local_only", "federated", "centralized", "cyclic")
 
 
 def test_quality_quick(tmp_path: Path) -> None:
@@ -37,15 +39,13 @@ def test_quality_quick(tmp_path: Path) -> None:
             d = doc["paired_dice_points"][setting][fraction]["federated_minus_scratch"]
             assert len(d["per_seed"]) == 2 and d["ci95"][0] <= d["mean"] <= d["ci95"][1]
     assert set(doc["paired_dice_points"]["in_federation"]["0.5"]) >= {
-        "federated_minus_local_only", "centralized_minus_scratch", "cyclic_minus_scratch",
-        "federated_iid_minus_scratch"}
+        "federated_minus_local_only", "centralized_minus_scratch", "cyclic_minus_scratch"}
     assert isinstance(doc["goals"]["all_goals_hold"], bool)
     assert doc["budget_check"]["holds"] in (True, False)
     # every fine-tuning stopped early or ran out of steps, and said which step it kept
     assert all(j["best_step"] in (2, 4) and 2 <= j["steps_run"] <= 4 for j in doc["jobs"])
-    # the controls ran through their own paths: a Flower run on IID shards, a cyclic export
+    # the control ran through its own path: a cyclic export
     work = tmp_path / "work"
-    assert (work / "federated_iid-seed0" / "encoder.safetensors").exists()
     assert (work / "cyclic-seed1" / "site-1").is_dir()
     # the evaluated sites' test studies were in no pretraining
     pretrain = {p.name for p in (work / "sites" / "pretrain" / "site-2").iterdir()}
