@@ -20,6 +20,10 @@ from types import TracebackType
 from server.run_control import flower_bin, flower_env
 
 CONNECTION = "fedmm-sim"
+#: How often the SuperExec the SuperLink starts asks for a run to launch. Flower's default,
+#: 1 s, is waited once per run before the ServerApp starts; this SuperLink is private and
+#: local, so asking 20 times a second costs nothing (Flower allows 0.01 s to 60 s).
+TASK_POLL_INTERVAL_S = 0.05
 
 
 class SuperLinkStartError(RuntimeError):
@@ -86,7 +90,8 @@ class SimulationSuperLink:
             "--disable-runtime-dependency-installation",
             "--log-file", str(self.log_file),
         ]
-        env = {**flower_env(self.flwr_home), **self.extra_env}
+        env = {**flower_env(self.flwr_home),
+               "FLWR_SUPEREXEC_TASK_POLL_INTERVAL": str(TASK_POLL_INTERVAL_S), **self.extra_env}
         if self.import_first is not None:
             env["PYTHONPATH"] = os.pathsep.join(
                 p for p in (str(self.import_first), env.get("PYTHONPATH", "")) if p)
