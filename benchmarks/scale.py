@@ -101,17 +101,35 @@ def measure(sites: int, args: argparse.Namespace, *, work: Path, console: Consol
         result = run_simulation(scenario_for(sites, args), out_dir=work / f"sites-{sites}",
                                 console=console, report=False)
     rounds = json.loads((result.out_dir / METRICS_FILE).read_text())["rounds"]
-    seconds = [float(r["seconds"]) for r in rounds]
-    return {"sites": sites, "seconds_per_round": sum(seconds) / len(seconds),
-            "round_seconds": seconds, "peak_rss_mb": max(memory),
+    return {"sites": sites, **round_figures(rounds), "peak_rss_mb": max(memory),
             "run_seconds": result.seconds}
+
+
+def round_figures(rounds: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """From metrics.json's rounds: the mean round time, the server's screening-and-aggregation
+    time per round (the part of a round that grows with the replies the server holds), and
+    the bytes a site sent and the server received per round."""
+    seconds = [float(r["seconds"]) for r in rounds]
+    aggregate = [float(r["phases"]["screen_and_aggregate"]) for r in rounds
+                 if "screen_and_aggregate" in r.get("phases", {})]
+    per_site = [r["train"]["transfer"]["bytes_sent_per_site"] for r in rounds
+                if (r["train"].get("transfer") or {}).get("bytes_sent_per_site")]
+    received = [r["train"]["transfer"]["bytes_sent_per_site"] * len(r["train"]["sites"])
+                for r in rounds if (r["train"].get("transfer") or {}).get("bytes_sent_per_site")]
+    return {"seconds_per_round": sum(seconds) / len(seconds), "round_seconds": seconds,
+            "aggregate_seconds_per_round": sum(aggregate) / len(aggregate) if aggregate else None,
+            "bytes_sent_per_site": max(per_site) if per_site else None,
+            "bytes_received_per_round": max(received) if received else None}
 
 
 def summarize(entries: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Slopes per added site of round time and peak memory."""
     sites = [e["sites"] for e in entries]
+    aggregate = [(e["sites"], e["aggregate_seconds_per_round"]) for e in entries
+                 if e.get("aggregate_seconds_per_round") is not None]
     return {"seconds_per_round_fit": linear_fit(sites, [e["seconds_per_round"] for e in entries]),
-            "peak_rss_mb_fit": linear_fit(sites, [e["peak_rss_mb"] for e in entries])}
+            "peak_rss_mb_fit": linear_fit(sites, [e["peak_rss_mb"] for e in entries]),
+            "aggregate_seconds_fit": linear_fit([a for a, _ in aggregate], [b for _, b in aggregate])}
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -154,10 +172,14 @@ def main(argv: Sequence[str] | None = None) -> int:
            "entries": entries, **summarize(entries)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(doc, indent=2, default=str) + "\n")
-    print("| sites | s per round | peak RSS MB |\n|---|---|---|")
+    print("| sites | s per round | aggregation s per round | MB received per round | peak RSS MB |\n"
+          "|---|---|---|---|---|")
     for e in entries:
-        print(f"| {e['sites']} | {e['seconds_per_round']:.1f} | {e['peak_rss_mb']:.0f} |")
-    for name in ("seconds_per_round_fit", "peak_rss_mb_fit"):
+        agg, got = e["aggregate_seconds_per_round"], e["bytes_received_per_round"]
+        print(f"| {e['sites']} | {e['seconds_per_round']:.1f} | "
+              f"{'n/a' if agg is None else f'{agg:.3f}'} | "
+              f"{'n/a' if got is None else f'{got / 2**20:.1f}'} | {e['peak_rss_mb']:.0f} |")
+    for name in ("seconds_per_round_fit", "peak_rss_mb_fit", "aggregate_seconds_fit"):
         fit = doc[name]
         if fit["slope"] is not None:
             print(f"{name}: {fit['slope']:.3g} per site (R^2 {fit['r2']:.3f})")

@@ -35,6 +35,20 @@ def test_tree_memory_counts_children(scale: ModuleType) -> None:
         child.wait()
 
 
+def test_round_figures_read_time_aggregation_and_bytes(scale: ModuleType) -> None:
+    def entry(seconds: float, aggregate: float, sites: int) -> dict[str, object]:
+        return {"seconds": seconds, "phases": {"screen_and_aggregate": aggregate},
+                "train": {"sites": {str(i): {} for i in range(sites)},
+                          "transfer": {"bytes_sent_per_site": 1000.0}}}
+
+    figures = scale.round_figures([entry(4.0, 0.1, 3), entry(6.0, 0.3, 3)])
+    assert figures["seconds_per_round"] == 5.0 and figures["round_seconds"] == [4.0, 6.0]
+    assert figures["aggregate_seconds_per_round"] == pytest.approx(0.2)
+    assert figures["bytes_sent_per_site"] == 1000.0 and figures["bytes_received_per_round"] == 3000.0
+    bare = scale.round_figures([{"seconds": 2.0, "train": {"sites": {}}}])
+    assert bare["aggregate_seconds_per_round"] is None and bare["bytes_received_per_round"] is None
+
+
 def test_site_counts_are_parsed_and_checked(scale: ModuleType) -> None:
     assert scale.parse_args(["--sites", "16,4,8"]).site_counts == [4, 8, 16]
     with pytest.raises(SystemExit):
@@ -50,6 +64,8 @@ def test_a_tiny_scale_run_writes_every_entry(scale: ModuleType, tmp_path: Path) 
     assert [e["sites"] for e in doc["entries"]] == [2, 3]
     for entry in doc["entries"]:
         assert entry["seconds_per_round"] > 0 and entry["peak_rss_mb"] > 500  # torch + Ray
+        assert entry["aggregate_seconds_per_round"] > 0
+        assert entry["bytes_received_per_round"] == entry["sites"] * entry["bytes_sent_per_site"]
     assert doc["seconds_per_round_fit"]["slope"] is not None and doc["command"]
 
 
