@@ -17,7 +17,8 @@ a fresh labelled draw), on the same labelled studies:
 and on request (--variants, in_federation only) the controls federated_iid (the federation
 on virtual sites that each mix every scanner), cyclic (cyclic weight transfer) and the
 update-DP variants federated_dp / federated_dp_weak (Flower's client-side fixed clipping
-at the median update norm of the same seed's federated run, noise multiplier 1.0 / 0.1).
+at the median update norm of the same seed's federated run, noise multiplier 1.0 / 0.1),
+and federated_bf16 (the sites' replies sent as bfloat16; paired against federated).
 
     python benchmarks/quality.py --role validation  # choices are made on this one
     python benchmarks/quality.py --role test        # the final committed command, run once
@@ -49,6 +50,7 @@ import torch
 
 from simulations.benchmark_pretraining import (
     FEDERATION_VARIANTS,
+    TRANSFER_VARIANTS,
     UPDATE_DP_VARIANTS,
     PretrainSettings,
     code_version,
@@ -59,7 +61,7 @@ from simulations.benchmark_sites import EVALUATED, SETTINGS, SITES, SiteRoles, a
 from simulations.paired_stats import goals, summary
 
 VARIANTS = ("scratch", "local_only", "federated", "centralized")
-CONTROL_VARIANTS = ("federated_iid", "cyclic", *UPDATE_DP_VARIANTS)
+CONTROL_VARIANTS = ("federated_iid", "cyclic", *UPDATE_DP_VARIANTS, *TRANSFER_VARIANTS)
 #: The variants fine-tuned in the unseen_site setting (the others pretrain on the federation
 #: only to compare with it in_federation).
 UNSEEN_VARIANTS = ("scratch", "local_only", "federated")
@@ -67,7 +69,9 @@ UNSEEN_VARIANTS = ("scratch", "local_only", "federated")
 COMPARISONS = {"federated_minus_scratch": ("federated", "scratch"),
                "federated_minus_local_only": ("federated", "local_only"),
                "centralized_minus_scratch": ("centralized", "scratch"),
-               **{f"{v}_minus_scratch": (v, "scratch") for v in CONTROL_VARIANTS}}
+               **{f"{v}_minus_scratch": (v, "scratch") for v in CONTROL_VARIANTS},
+               # What sending the replies as bfloat16 costs (issue 16 §5), paired per seed.
+               **{f"{v}_minus_federated": (v, "federated") for v in TRANSFER_VARIANTS}}
 RESULTS = Path(__file__).parent / "results"
 PROFILES = Path(__file__).resolve().parent / "phantom_profiles.toml"
 

@@ -4,7 +4,8 @@ Variants (docs/benchmark-protocol.md): ``federated`` (fedmm through Flower's sim
 engine on the federation's sites), ``centralized`` (the same pretraining on their studies
 pooled), ``local_only/<site>`` (one site alone with the compute it would spend in the
 federation), and on request the controls ``federated_iid``, ``cyclic`` and the update-DP
-variants ``federated_dp`` / ``federated_dp_weak``.
+variants ``federated_dp`` / ``federated_dp_weak``, and ``federated_bf16`` (the federated run
+with its sites' replies sent as bfloat16: ``federation.transfer_dtype``).
 
 A seed's encoders are recorded in ``<work>/pretraining-seed<N>.json`` with a key of
 everything they depend on (the code version: a sha256 of every Python source of the
@@ -27,7 +28,10 @@ from typing import Any
 #: The cost of update DP ([privacy.updates]): the federated variant with Flower's client-side
 #: fixed clipping (median_update_norm, or a given clip) and these noise multipliers.
 UPDATE_DP_VARIANTS = {"federated_dp_weak": 0.1, "federated_dp": 1.0}
-FEDERATION_VARIANTS = ("federated", "centralized", "federated_iid", "cyclic", *UPDATE_DP_VARIANTS)
+#: The cost of 16-bit transfer: the federated variant with this federation.transfer_dtype.
+TRANSFER_VARIANTS = {"federated_bf16": "bfloat16"}
+FEDERATION_VARIANTS = ("federated", "centralized", "federated_iid", "cyclic", *UPDATE_DP_VARIANTS,
+                       *TRANSFER_VARIANTS)
 #: The packages whose code a pretraining runs.
 CODE_PACKAGES = ("client", "server", "shared", "simulations")
 
@@ -126,7 +130,7 @@ def pretrain(s: PretrainSettings, wanted: list[str], *, seed: int, federation_ro
         scenario = build_scenario({**raw, "simulation": {"sites": n, "data_root": str(root)}},
                                   source="quality benchmark")
         fed = run_simulation(scenario, out_dir=work / f"{name}-seed{seed}", console=Console(quiet=True))
-        if raw is not run_raw:  # an update-DP run: what it spent, from its model card
+        if name in UPDATE_DP_VARIANTS:  # what it spent, from its model card
             card = json.loads((fed.out_dir / "model_card.json").read_text())
             out.setdefault("update_privacy", {})[name] = card["update_privacy"]
         return fed.out_dir / "encoder.safetensors"
@@ -139,6 +143,10 @@ def pretrain(s: PretrainSettings, wanted: list[str], *, seed: int, federation_ro
             clip = (s.update_dp_clip if s.update_dp_clip is not None
                     else median_update_norm(work / f"federated-seed{seed}"))
             raw = pretraining_config(s, seed=seed, num_sites=n, update_noise=noise, clip=clip)
+            timed(name, lambda raw=raw, name=name: federate(name, federation_root, raw))
+    for name, dtype in TRANSFER_VARIANTS.items():
+        if name in wanted:
+            raw = {**run_raw, "federation": {**run_raw["federation"], "transfer_dtype": dtype}}
             timed(name, lambda raw=raw, name=name: federate(name, federation_root, raw))
     if "federated_iid" in wanted:
         timed("federated_iid", lambda: federate("federated_iid", iid_site_folders(

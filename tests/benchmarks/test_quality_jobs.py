@@ -123,3 +123,10 @@ def test_encoder_lr_scale_reaches_pretrained_encoders_only(quality: ModuleType,
         job = quality.Job("x", "in_federation", "site-2", encoder, "segmentation", 0.1, 0)
         quality._run_job(job, cfg_json, "e", "c")
     assert seen == {None: 1.0, "f.safetensors": 0.1}
+
+
+def test_the_bf16_control_is_paired_against_federated(quality: ModuleType) -> None:
+    assert quality.COMPARISONS["federated_bf16_minus_federated"] == ("federated_bf16", "federated")
+    cfg, _ = quality.parse_config(["--variants", "scratch,federated,federated_bf16"])
+    assert cfg.variants == ("scratch", "federated", "federated_bf16")
+    assert cfg.setting_variants("unseen_site") == ["scratch", "federated"]  # controls: in_federation

@@ -90,3 +90,21 @@ def test_the_update_dp_clip_is_the_median_update_norm_of_the_run_without_dp(tmp_
     (tmp_path / "metrics.json").write_text(json.dumps({"rounds": [{"train": {"sites": {}}}]}))
     with pytest.raises(SystemExit, match="found none"):
         bp.median_update_norm(tmp_path)
+
+
+def test_the_bf16_variant_is_the_federated_run_with_bfloat16_replies(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import simulations.simulate as simulate
+
+    sent: dict[str, str] = {}
+
+    def fake_run(scenario: Any, *, out_dir: Path, **_: Any) -> Any:
+        sent[out_dir.name] = scenario.run.federation.transfer_dtype
+        return type("Result", (), {"out_dir": out_dir})()
+
+    monkeypatch.setattr(simulate, "run_simulation", fake_run)
+    out = bp.pretrain(SETTINGS, ["federated", "federated_bf16"], seed=4, federation_root=tmp_path,
+                      federation=["site-0", "site-1"], alone={}, work=tmp_path / "work")
+    assert sent == {"federated-seed4": "float32", "federated_bf16-seed4": "bfloat16"}
+    assert set(out["encoders"]) == {"federated", "federated_bf16"}
+    assert "update_privacy" not in out
