@@ -67,8 +67,9 @@ def goals(paired: dict[str, dict[str, dict[str, Any]]], *, fraction: str,
     row = paired.get(setting, {}).get(fraction, {})
     fs, fl = row.get("federated_minus_scratch"), row.get("federated_minus_local_only")
     cs = row.get("centralized_minus_scratch")
-    beats_scratch = above_zero(fs) and fs is not None and fs["mean"] >= MIN_GAIN_POINTS
-    beats_local = above_zero(fl)
+    # A comparison whose variants were not run is "not run", never False.
+    beats_scratch: Any = "not run" if fs is None else above_zero(fs) and fs["mean"] >= MIN_GAIN_POINTS
+    beats_local: Any = "not run" if fl is None else above_zero(fl)
     if cs is None or fs is None:
         share: Any = "not run"
     elif above_zero(cs):
@@ -78,6 +79,6 @@ def goals(paired: dict[str, dict[str, dict[str, Any]]], *, fraction: str,
     return {"setting": setting, "label_fraction": float(fraction),
             "federated_beats_scratch": beats_scratch,
             "federated_beats_local_only": beats_local,
-            "all_goals_hold": beats_scratch and beats_local,
+            "all_goals_hold": beats_scratch is True and beats_local is True,
             "rules": GOAL_RULES,
             "reaches_90pct_of_centralized_gain": share}

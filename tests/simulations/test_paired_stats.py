@@ -40,7 +40,11 @@ def test_goals_need_the_interval_above_zero_and_three_points() -> None:
     noisy = [12.0, -6.0, 9.0, -2.0, 8.0]                       # mean 4.2 but the interval spans 0
     g = goals(paired(federated_minus_scratch=noisy, federated_minus_local_only=strong), fraction="0.1")
     assert not g["federated_beats_scratch"] and not g["all_goals_hold"]
-    assert goals({}, fraction="0.1")["all_goals_hold"] is False
+    nothing = goals({}, fraction="0.1")
+    assert nothing["all_goals_hold"] is False
+    assert nothing["federated_beats_scratch"] == nothing["federated_beats_local_only"] == "not run"
+    only_local = goals(paired(federated_minus_local_only=small), fraction="0.1")
+    assert only_local["federated_beats_local_only"] is True and only_local["all_goals_hold"] is False
 
 
 def test_the_centralized_comparison_is_evaluated_only_when_centralized_gains() -> None:
