@@ -166,7 +166,10 @@ def _run_job(job: Job, cfg_json: str, eval_root: str, cache_dir: str) -> Job:
         early_stopping=True, eval_every=cfg["eval_every"], patience=cfg["patience"],
         early_stopping_fraction=cfg["early_stopping_fraction"],
         crop_size=cfg["finetune_crop"], class_size=max(32, cfg["finetune_crop"]),
-        linear_probe=cfg["linear_probe"], encoder_lr_scale=cfg["encoder_lr_scale"],
+        # The encoder learning-rate scale protects pretrained features; scratch's encoder is
+        # new, so it trains at the full rate like the rest of the network.
+        linear_probe=cfg["linear_probe"],
+        encoder_lr_scale=cfg["encoder_lr_scale"] if job.encoder is not None else 1.0,
         augment_intensity=cfg["augment_intensity"], data=DataConfig(spacing_mm=cfg["spacing_mm"]),
     )
     res = run_finetune(encoder=job.encoder, cfg=ft, data_root=Path(eval_root),
@@ -466,7 +469,8 @@ def parse_config(argv: list[str] | None) -> tuple[QualityConfig, argparse.Namesp
     parser.add_argument("--linear-probe", action="store_const", const=True, default=None,
                         help="fine-tuning control: freeze every encoder, train the heads only")
     parser.add_argument("--encoder-lr-scale", type=float, default=None,
-                        help="fine-tuning control: encoder learning rate x this (default 1)")
+                        help="fine-tuning control: a pretrained encoder's learning rate x this "
+                             "(default 1; scratch always trains at the full rate)")
     parser.add_argument("--augment-intensity", action="store_const", const=True, default=None,
                         help="fine-tuning control: per-modality intensity augmentation")
     args = parser.parse_args(argv)

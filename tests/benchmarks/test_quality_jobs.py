@@ -98,3 +98,25 @@ def test_update_privacy_table_shows_each_seeds_clip_and_epsilon(quality: ModuleT
         **card, "clipping_norm": 0.2, "epsilon": 11.0}}})
     assert "| federated_dp | 1 | 0.123, 0.2 | 12.3 (1e-05), 11.0 (1e-05) |" in text
     assert quality.update_privacy_markdown({}) == ""
+
+
+def test_encoder_lr_scale_reaches_pretrained_encoders_only(quality: ModuleType,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+    from dataclasses import asdict
+
+    import client.finetune as finetune
+
+    seen: dict[str | None, float] = {}
+
+    def fake_run_finetune(*, encoder, cfg, **_kw):  # type: ignore[no-untyped-def]
+        seen[encoder] = cfg.encoder_lr_scale
+        return finetune.FinetuneResult(task=cfg.task, encoder=str(encoder), metrics={"dice_mean": 0.5},
+                                       train_studies=2, test_studies=1, seconds=0.0)
+
+    monkeypatch.setattr(finetune, "run_finetune", fake_run_finetune)
+    cfg_json = json.dumps(asdict(quality.QualityConfig(encoder_lr_scale=0.1)))
+    for encoder in (None, "f.safetensors"):
+        job = quality.Job("x", "in_federation", "site-2", encoder, "segmentation", 0.1, 0)
+        quality._run_job(job, cfg_json, "e", "c")
+    assert seen == {None: 1.0, "f.safetensors": 0.1}
