@@ -236,6 +236,8 @@ def budget_check(results: dict[str, Any], cfg: QualityConfig) -> dict[str, Any]:
     """Does scratch score higher with the most labels than with the fewest (in_federation)?
     If not, fine-tuning is not converging and the comparison is not to be read."""
     low, high = str(min(cfg.label_fractions)), str(max(cfg.label_fractions))
+    if low == high:
+        return {"holds": "not run (one label fraction)"}
     row = results.get("in_federation", {})
     try:
         d_low, d_high = row[low]["scratch"]["dice_mean"], row[high]["scratch"]["dice_mean"]

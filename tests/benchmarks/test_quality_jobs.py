@@ -68,6 +68,9 @@ def test_results_and_budget_check_read_the_same_jobs(quality: ModuleType) -> Non
     assert quality.budget_check(quality.summarize(jobs, cfg), cfg)["holds"] is True
     assert "| in_federation | 10% | scratch | 0.200 ± 0.000" in quality.results_markdown(
         quality.summarize(jobs, cfg))
+    one = quality.QualityConfig(seeds=(0, 1), tasks=("segmentation",), label_fractions=(0.1,))
+    assert quality.budget_check(quality.summarize(jobs, one), one)["holds"] == (
+        "not run (one label fraction)")
 
 
 def test_listed_options_are_checked_before_anything_runs(quality: ModuleType,
