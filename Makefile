@@ -15,6 +15,11 @@ NNUNET_STAMP := $(VENV)/.nnunet-installed
 export FLWR_TELEMETRY_ENABLED := 0
 export FLWR_DISABLE_UPDATE_CHECK := 1
 export MPLCONFIGDIR ?= /tmp/fedmm-mplconfig
+# Test workers (pytest-xdist): one per core this process may use, at most 4 (the integration
+# tests each start a federation); each worker takes whole files, so a module's federation is
+# started once. PYTEST_WORKERS=0 runs everything in this process.
+PYTEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); echo $$(( n < 4 ? n : 4 )))
+XDIST := -n $(PYTEST_WORKERS) --dist loadfile
 
 .PHONY: setup setup-site setup-server simulate test test-all test-fast lint typecheck nginx nnunet clean gpu-check
 
@@ -70,13 +75,13 @@ nginx:
 # What CI runs: everything but GPU tests and the few marked slow (a killed server
 # resuming, a simulation resuming), which `make test-all` adds.
 test: setup nnunet nginx lint typecheck
-	$(PY) -m pytest -m "not gpu and not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest $(XDIST) -m "not gpu and not slow" $(PYTEST_ARGS)
 
 test-all: setup nnunet nginx lint typecheck
-	$(PY) -m pytest -m "not gpu" $(PYTEST_ARGS)
+	$(PY) -m pytest $(XDIST) -m "not gpu" $(PYTEST_ARGS)
 
 test-fast: setup nnunet
-	$(PY) -m pytest -m "not gpu and not slow and not integration" $(PYTEST_ARGS)
+	$(PY) -m pytest $(XDIST) -m "not gpu and not slow and not integration" $(PYTEST_ARGS)
 
 # On a machine with a GPU (CI has none): the tests marked gpu, then the throughput
 # benchmark on CUDA, which writes benchmarks/results/throughput_gpu.json with the machine.

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import tomli_w
 
+from shared.app_bundle import stage_sources
 from shared.config import RunConfig
 from shared.flower_cli import flower_bin, flower_env
 from shared.wire_keys import RUN_CONFIG_KEY
@@ -61,7 +62,12 @@ def start_run(
     log_file: Path,
 ) -> subprocess.Popen[bytes]:
     """Start ``flwr run --stream`` of the app folder ``app`` in the background, its output
-    going to ``log_file``."""
+    going to ``log_file``.
+
+    ``flwr run`` builds the bundle from a copy of only the files that go into it (under
+    ``flwr_home``), so it does not walk the rest of the checkout; the bundle is the same.
+    """
+    app = stage_sources(app, flwr_home / "app-sources")
     cmd = [flower_bin("flwr"), "run", str(app), connection,
            "--run-config", str(run_config_file), "--stream"]
     if federation_config:

@@ -11,6 +11,13 @@ import pytest
 # imports a CLI.
 os.environ["COLUMNS"] = "400"
 
+# Under pytest-xdist (`make test`), the workers share the cores: each worker's torch gets its
+# share of them instead of one thread per core each (oversubscribed threads spin and wait).
+if workers := int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0")):
+    import torch
+
+    torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // workers))
+
 
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_caches(tmp_path_factory: pytest.TempPathFactory) -> None:

@@ -15,7 +15,7 @@ from client.app_approval import approval_for, approve, installed_app, revoke
 from client.cli import site_app
 from client.deploy_config import load_site_config
 from client.task_runner import forget_fedmm_modules, verify_bundle
-from shared.app_bundle import app_dir, app_sha256, bundle_sha256
+from shared.app_bundle import app_dir, app_sha256, bundle_sha256, bundle_sources, stage_sources
 
 
 def invoke(*args: str) -> tuple[int, str]:
@@ -32,9 +32,35 @@ def site_toml(tmp_path: Path) -> Path:
     return tmp_path / "site" / "site.toml"
 
 
-def test_the_hash_is_of_the_bundle_flwr_run_submits() -> None:
-    assert app_sha256() == hashlib.sha256(build_fab_from_disk(app_dir())).hexdigest()
+def test_the_hash_is_of_the_bundle_flwr_run_submits(tmp_path: Path) -> None:
+    # Flower's builder walking the whole checkout (.venv included) is the reference.
+    flower = hashlib.sha256(build_fab_from_disk(app_dir())).hexdigest()
+    assert app_sha256() == flower
     assert app_sha256() == app_sha256()  # deterministic: coordinator and site compare it
+    # `flwr run` submits the staged copy of the bundle's sources: the same bundle
+    staged = stage_sources(app_dir(), tmp_path / "sources")
+    assert staged.name == flower and hashlib.sha256(build_fab_from_disk(staged)).hexdigest() == flower
+    assert not {p.name for p in staged.iterdir()} - {"client", "server", "shared", "pyproject.toml",
+                                                     ".gitignore"}
+    assert stage_sources(app_dir(), tmp_path / "sources") == staged  # reused
+
+
+def test_sources_outside_the_included_folders_never_change_the_bundle(tmp_path: Path) -> None:
+    for package in ("client", "server", "shared"):
+        (tmp_path / package).mkdir()
+        (tmp_path / package / "app.py").write_text("X = 1\n")
+    pyproject = (app_dir() / "pyproject.toml").read_text()
+    (tmp_path / "pyproject.toml").write_text(pyproject)
+    before = app_sha256(tmp_path)
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "conf.py").write_text("Y = 2\n")
+    assert set(bundle_sources(tmp_path)) == {"pyproject.toml", "client/app.py", "server/app.py",
+                                             "shared/app.py"}
+    assert app_sha256(tmp_path) == before
+    # a pattern that could match anywhere: Flower's own walk, which sees docs/conf.py
+    (tmp_path / "pyproject.toml").write_text(pyproject.replace('"/client/**/*.py"', '"**/*.py"'))
+    assert "docs/conf.py" in bundle_sources(tmp_path)
+    assert app_sha256(tmp_path) == hashlib.sha256(build_fab_from_disk(tmp_path)).hexdigest()
 
 
 def test_a_one_line_change_changes_the_hash(tmp_path: Path) -> None:

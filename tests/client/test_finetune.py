@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +18,15 @@ from shared.config import DataConfig
 from shared.model import build_encoder, build_segmenter
 from shared.model.downstream import encoder_parameters
 from tests.client.site_data import SPACING, write_site
+
+
+def fedmm(*args: str) -> tuple[int, str]:
+    """`fedmm ARGS` in this process; returns the exit code and everything printed."""
+    from typer.testing import CliRunner
+
+    from simulations.cli import app
+    result = CliRunner().invoke(app, list(args))
+    return result.exit_code, result.output + (repr(result.exception) if result.exception else "")
 
 DATA = DataConfig(spacing_mm=SPACING, crop_size=16, hist_bins=8)
 
@@ -108,19 +115,14 @@ def test_missing_encoder_file_says_what_was_expected(tmp_path: Path) -> None:
 
 
 def test_cli_reports_bad_options(sites: Path) -> None:
-    exe = Path(sys.executable).parent / "fedmm"
-    proc = subprocess.run([str(exe), "finetune", "--encoder", "none", "--data-root", str(sites),
-                           "--label-fraction", "0"], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 2 and "label_fraction" in proc.stdout + proc.stderr
+    code, output = fedmm("finetune", "--encoder", "none", "--data-root", str(sites), "--label-fraction", "0")
+    assert code == 2 and "label_fraction" in output
 
 
 def test_cli_context_fusion_trains_with_the_block(sites: Path, tmp_path: Path) -> None:
-    exe = Path(sys.executable).parent / "fedmm"
-    proc = subprocess.run([str(exe), "finetune", "--encoder", "none", "--data-root", str(sites),
-                           "--task", "segmentation", "--context-fusion", "--steps", "1",
-                           "--out", str(tmp_path / "out")],
-                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    code, output = fedmm("finetune", "--encoder", "none", "--data-root", str(sites), "--task",
+                         "segmentation", "--context-fusion", "--steps", "1", "--out", str(tmp_path / "out"))
+    assert code == 0, output[-3000:]
     doc = json.loads((tmp_path / "out" / "finetune.json").read_text())
     assert doc["config"]["context_fusion"] is True and "dice_mean" in doc["metrics"]
 

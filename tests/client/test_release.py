@@ -4,11 +4,11 @@ within the site's lifetime budget."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from click.testing import Result
+from typer.testing import CliRunner
 
 from client import session
 from client.privacy_ledger import LEDGER_FILE, read_ledger
@@ -17,6 +17,12 @@ from client.site_limits import SiteLimitRefusal
 from shared.config import RunConfig, SiteConfig, SiteLimits
 from shared.stats_schema import SiteStats
 from tests.client.site_data import SPACING, write_site, write_study
+
+
+def fedmm(*args: str) -> Result:
+    """`fedmm ARGS` in this process (what it prints to stdout and stderr kept apart)."""
+    from simulations.cli import app
+    return CliRunner().invoke(app, list(args))
 
 #: A simulated site (no limits) with a large epsilon, so that six patients release.
 CFG = RunConfig.model_validate({
@@ -106,11 +112,9 @@ def test_the_ledger_records_what_a_release_covered(site: SiteConfig) -> None:
 def test_site_stats_dry_run_prints_exactly_the_payload(site: SiteConfig, tmp_path: Path) -> None:
     cfg_file = tmp_path / "run.json"
     cfg_file.write_text(CFG.to_json())
-    exe = Path(sys.executable).parent / "fedmm"
-    proc = subprocess.run([str(exe), "site", "stats", "--data", str(site.data_dir), "--dry-run",
-                           "--run-config", str(cfg_file), "--state", str(site.state_dir)],
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
+    proc = fedmm("site", "stats", "--data", str(site.data_dir), "--dry-run",
+                 "--run-config", str(cfg_file), "--state", str(site.state_dir))
+    assert proc.exit_code == 0, proc.stderr
     payload = json.loads(proc.stdout[: proc.stdout.index("\n}\n") + 2])
     assert list(payload) == ["site-stats"] and list(payload["site-stats"]) == ["json"]
     printed = SiteStats.from_json(payload["site-stats"]["json"])
@@ -122,7 +126,5 @@ def test_site_stats_dry_run_prints_exactly_the_payload(site: SiteConfig, tmp_pat
 
 
 def test_site_stats_without_dry_run_explains(site: SiteConfig) -> None:
-    exe = Path(sys.executable).parent / "fedmm"
-    proc = subprocess.run([str(exe), "site", "stats", "--data", str(site.data_dir)],
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 2 and "--dry-run" in proc.stderr
+    proc = fedmm("site", "stats", "--data", str(site.data_dir))
+    assert proc.exit_code == 2 and "--dry-run" in proc.stderr

@@ -57,6 +57,16 @@ def simulate(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(exe), *args], cwd=cwd, capture_output=True, text=True, timeout=600)
 
 
+def simulate_inline(*args: str) -> tuple[int, str]:
+    """`fedmm simulate ARGS` in this process, for options refused before anything starts
+    (no interpreter start-up); returns the exit code and everything printed."""
+    from typer.testing import CliRunner
+
+    from simulations.cli import app
+    result = CliRunner().invoke(app, ["simulate", *args])
+    return result.exit_code, result.output
+
+
 def leftover_processes(marker: Path) -> list[str]:
     out = subprocess.run(["pgrep", "-af", str(marker)], capture_output=True, text=True).stdout
     return [line for line in out.splitlines() if "pgrep" not in line]
@@ -161,9 +171,9 @@ def test_resume_continues_from_the_last_checkpoint(tiny_run) -> None:
 
 
 def test_bad_options_fail_before_anything_starts(tmp_path: Path) -> None:
-    proc = simulate("--rounds", "0", "--out", str(tmp_path / "x"), cwd=tmp_path)
-    assert proc.returncode == 2
-    assert "federation.num_rounds" in proc.stderr
+    code, output = simulate_inline("--rounds", "0", "--out", str(tmp_path / "x"))
+    assert code == 2
+    assert "federation.num_rounds" in output
     assert not (tmp_path / "x").exists()
-    proc = simulate("--pretext", "jigsaw", cwd=tmp_path)
-    assert proc.returncode == 2 and "available" in proc.stderr
+    code, output = simulate_inline("--pretext", "jigsaw")
+    assert code == 2 and "available" in output

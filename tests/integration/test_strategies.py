@@ -36,10 +36,13 @@ name = "{name}"
 {tau}{templates}""")
 
 
-# FedProx also checks that sites accept Flower's extra "proximal-mu" config entry; it is
-# behind `slow` because each run costs a Ray start-up and its client side is unit-tested.
-@pytest.fixture(scope="module", params=["fedema", "fedmedian",
-                                        pytest.param("fedprox", marks=pytest.mark.slow)])
+# Each run costs a Ray start-up (about a minute of CPU on two cores), so these runs are
+# behind `slow` (`make test-all`): every strategy's aggregation and the sites' FedEMA and
+# FedProx steps are unit-tested (tests/server/test_strategy.py, tests/client/), and CI runs
+# FedAvg through Flower in tests/integration/test_simulate.py and test_malicious_sites.py.
+# FedProx also checks that sites accept Flower's extra "proximal-mu" config entry.
+@pytest.fixture(scope="module", params=[pytest.param(name, marks=pytest.mark.slow)
+                                        for name in ("fedema", "fedmedian", "fedprox")])
 def strategy_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
                  ) -> tuple[str, Path, subprocess.CompletedProcess[str]]:
     name = str(request.param)

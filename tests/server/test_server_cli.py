@@ -52,14 +52,11 @@ def test_init_refuses_a_ca_key_folder_inside_the_coordinator_folder(tmp_path: Pa
 
 
 def test_app_hash_is_the_bundle_flower_submits(tmp_path: Path) -> None:
-    import hashlib
-
-    from flwr.cli.build import build_fab_from_disk
-
-    from shared.app_bundle import app_dir
+    # app_sha256 is the hash of Flower's own build (tests/client/test_app_approval.py)
+    from shared.app_bundle import app_sha256
     code, output = invoke("app-hash")
     assert code == 0
-    assert output.strip().splitlines()[-1] == hashlib.sha256(build_fab_from_disk(app_dir())).hexdigest()
+    assert output.strip().splitlines()[-1] == app_sha256()
 
 
 def test_start_refuses_without_tls_files(tmp_path: Path) -> None:
