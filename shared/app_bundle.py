@@ -99,16 +99,18 @@ def bundle_sources(app: Path) -> dict[str, Path]:
 def stage_sources(app: Path, dest: Path) -> Path:
     """Copy ``bundle_sources(app)`` into a folder under ``dest`` named by the bundle's sha256
     and return it: ``flwr run`` of that folder submits the same bundle as of ``app``, without
-    walking the rest of ``app``. An existing copy of the same bundle is reused."""
+    walking the rest of ``app``. An existing copy of the same bundle is reused. The copy is
+    private to this user (folders 0700, files 0600), whatever the umask."""
     content = build_bundle(app)
     staged = dest / bundle_sha256(content)
     if staged.is_dir():
         return staged
     dest.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=".staging-", dir=dest))
+    scratch = Path(tempfile.mkdtemp(prefix=".staging-", dir=dest))  # 0700
     for rel, path in bundle_sources(app).items():
-        (scratch / rel).parent.mkdir(parents=True, exist_ok=True)
+        (scratch / rel).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         shutil.copyfile(path, scratch / rel)
+        (scratch / rel).chmod(0o600)  # private, like the rest of a coordinator's state
     try:
         os.replace(scratch, staged)
     except OSError:  # another run staged the same bundle first

@@ -43,6 +43,8 @@ def test_the_hash_is_of_the_bundle_flwr_run_submits(tmp_path: Path) -> None:
     assert not {p.name for p in staged.iterdir()} - {"client", "server", "shared", "pyproject.toml",
                                                      ".gitignore"}
     assert stage_sources(app_dir(), tmp_path / "sources") == staged  # reused
+    modes = {p.stat().st_mode & 0o777 for p in staged.rglob("*")}
+    assert modes == {0o700, 0o600} and staged.stat().st_mode & 0o777 == 0o700
 
 
 def test_sources_outside_the_included_folders_never_change_the_bundle(tmp_path: Path) -> None:
