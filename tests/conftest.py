@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import pytest
+
+from tests.flower_leftovers import stop_processes_under
 
 # Rich sizes module-level consoles from COLUMNS when they are created, and CI has no terminal
 # (80 columns): messages that tests search would be folded mid-word. Set before any test module
@@ -19,9 +22,18 @@ if workers := int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0")):
     torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // workers))
 
 
+# Ray starts its workers (the simulated sites) at niceness 15, so next to the other test
+# workers a simulation's sites would get a few percent of a core and its rounds would crawl.
+# Tests run them at the priority of everything else (RayConfig reads RAY_worker_niceness).
+os.environ.setdefault("RAY_worker_niceness", "0")
+
+
 @pytest.fixture(scope="session", autouse=True)
-def _isolated_caches(tmp_path_factory: pytest.TempPathFactory) -> None:
+def _isolated_caches(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     root = tmp_path_factory.mktemp("caches")
     os.environ.setdefault("FEDMM_CACHE", str(root / "fedmm"))
     os.environ.setdefault("MPLCONFIGDIR", str(root / "mpl"))
     os.environ["FLWR_TELEMETRY_ENABLED"] = "0"
+    yield
+    # No Flower process a test started outlives the session, even one whose test timed out.
+    stop_processes_under(tmp_path_factory.getbasetemp())

@@ -12,6 +12,7 @@ import torch
 from safetensors.torch import load_file
 
 from shared.model import load_pretrained_encoder
+from tests.flower_leftovers import stop_processes_under
 
 pytestmark = pytest.mark.integration
 
@@ -52,9 +53,16 @@ epsilon = 1000.0
 TINY = tiny_scenario(transfer_dtype="bfloat16")
 
 
-def simulate(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+def simulate(*args: str, cwd: Path, timeout_s: float = 600) -> subprocess.CompletedProcess[str]:
+    """Run the `simulate` command; past ``timeout_s`` it is killed with the SuperLink, SuperExec
+    and Ray it started under ``cwd`` (they run in sessions of their own)."""
     exe = Path(sys.executable).parent / "simulate"
-    return subprocess.run([str(exe), *args], cwd=cwd, capture_output=True, text=True, timeout=600)
+    try:
+        return subprocess.run([str(exe), *args], cwd=cwd, capture_output=True, text=True,
+                              timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        stop_processes_under(cwd)
+        raise
 
 
 def simulate_inline(*args: str) -> tuple[int, str]:
