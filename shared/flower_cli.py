@@ -75,14 +75,18 @@ def check_superlink_address(value: str) -> str:
     return value
 
 
-def processes_using_home(flwr_home: Path) -> list[int]:
-    """Ids of live processes whose environment has ``FLWR_HOME=<flwr_home>`` (Linux /proc).
+def processes_using_home(flwr_home: Path, *, nested: bool = False) -> list[int]:
+    """Ids of live processes whose environment has ``FLWR_HOME=<flwr_home>`` (Linux /proc);
+    with ``nested``, also those whose ``FLWR_HOME`` lies anywhere under ``flwr_home``.
 
     Flower's servers start helpers in new sessions (``flower-superexec``, ``flwr-serverapp``,
     ``flwr-clientapp``), so a process group does not hold them all; the private
     ``FLWR_HOME`` every one of them inherits does. Empty where /proc is not available.
     """
     marker = f"FLWR_HOME={flwr_home}".encode()
+
+    def matches(var: bytes) -> bool:
+        return var == marker or (nested and var.startswith(marker + b"/"))
     found = []
     proc = Path("/proc")
     if not proc.is_dir():
@@ -95,24 +99,25 @@ def processes_using_home(flwr_home: Path) -> list[int]:
             state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
         except OSError:
             continue  # gone, or not ours to read
-        if marker in env and state != "Z":
+        if state != "Z" and any(matches(var) for var in env):
             found.append(int(entry.name))
     return sorted(found)
 
 
-def stop_processes_using_home(flwr_home: Path, *, grace_s: float = 10.0) -> list[int]:
-    """SIGTERM every process carrying ``flwr_home``, then SIGKILL what is left after
-    ``grace_s``; return the ids that were found."""
-    pids = processes_using_home(flwr_home)
+def stop_processes_using_home(flwr_home: Path, *, grace_s: float = 10.0,
+                              nested: bool = False) -> list[int]:
+    """SIGTERM every process carrying ``flwr_home`` (``nested``: or a home under it), then
+    SIGKILL what is left after ``grace_s``; return the ids that were found."""
+    pids = processes_using_home(flwr_home, nested=nested)
     for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
-        alive = processes_using_home(flwr_home)
+        alive = processes_using_home(flwr_home, nested=nested)
         for pid in alive:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, sig)
         deadline = time.monotonic() + wait_s
         while alive and time.monotonic() < deadline:
             time.sleep(0.2)
-            alive = processes_using_home(flwr_home)
+            alive = processes_using_home(flwr_home, nested=nested)
         if not alive:
             break
     return pids

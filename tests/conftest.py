@@ -7,8 +7,6 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.flower_leftovers import stop_processes_under
-
 # Rich sizes module-level consoles from COLUMNS when they are created, and CI has no terminal
 # (80 columns): messages that tests search would be folded mid-word. Set before any test module
 # imports a CLI.
@@ -36,4 +34,6 @@ def _isolated_caches(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]
     os.environ["FLWR_TELEMETRY_ENABLED"] = "0"
     yield
     # No Flower process a test started outlives the session, even one whose test timed out.
-    stop_processes_under(tmp_path_factory.getbasetemp())
+    from shared.flower_cli import stop_processes_using_home
+
+    stop_processes_using_home(tmp_path_factory.getbasetemp().resolve(), nested=True, grace_s=5.0)

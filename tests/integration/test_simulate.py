@@ -11,8 +11,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from shared.flower_cli import stop_processes_using_home
 from shared.model import load_pretrained_encoder
-from tests.flower_leftovers import stop_processes_under
 
 pytestmark = pytest.mark.integration
 
@@ -61,7 +61,7 @@ def simulate(*args: str, cwd: Path, timeout_s: float = 600) -> subprocess.Comple
         return subprocess.run([str(exe), *args], cwd=cwd, capture_output=True, text=True,
                               timeout=timeout_s)
     except subprocess.TimeoutExpired:
-        stop_processes_under(cwd)
+        stop_processes_using_home(cwd.resolve(), nested=True, grace_s=5.0)
         raise
 
 
