@@ -15,11 +15,10 @@ NNUNET_STAMP := $(VENV)/.nnunet-installed
 export FLWR_TELEMETRY_ENABLED := 0
 export FLWR_DISABLE_UPDATE_CHECK := 1
 export MPLCONFIGDIR ?= /tmp/fedmm-mplconfig
-# Test workers (pytest-xdist): one more than the cores this process may use (the deployment
-# tests spend part of their time waiting on heartbeats and deadlines), at most 4; each worker
-# takes whole files, so a module's federation is started once. PYTEST_WORKERS=0 runs
-# everything in this process.
-PYTEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); echo $$(( n + 1 < 4 ? n + 1 : 4 )))
+# Test workers (pytest-xdist): one per core this process may use, at most 4 (the integration
+# tests each start a federation); each worker takes whole files, so a module's federation is
+# started once. PYTEST_WORKERS=0 runs everything in this process.
+PYTEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); echo $$(( n < 4 ? n : 4 )))
 XDIST := -n $(PYTEST_WORKERS) --dist loadfile
 
 .PHONY: setup setup-site setup-server simulate test test-all test-fast lint typecheck nginx nnunet clean gpu-check
