@@ -73,7 +73,7 @@ nginx:
 	@bash deploy/install-nginx.sh
 
 # What CI runs: everything but GPU tests and the few marked slow (a killed server
-# resuming, a simulation resuming), which `make test-all` adds.
+# resuming, a simulation resuming, the other strategies' whole runs), which `make test-all` adds.
 test: setup nnunet nginx lint typecheck
 	$(PY) -m pytest $(XDIST) -m "not gpu and not slow" $(PYTEST_ARGS)
 

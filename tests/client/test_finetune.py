@@ -18,15 +18,7 @@ from shared.config import DataConfig
 from shared.model import build_encoder, build_segmenter
 from shared.model.downstream import encoder_parameters
 from tests.client.site_data import SPACING, write_site
-
-
-def fedmm(*args: str) -> tuple[int, str]:
-    """`fedmm ARGS` in this process; returns the exit code and everything printed."""
-    from typer.testing import CliRunner
-
-    from simulations.cli import app
-    result = CliRunner().invoke(app, list(args))
-    return result.exit_code, result.output + (repr(result.exception) if result.exception else "")
+from tests.fedmm_cli import run_fedmm
 
 DATA = DataConfig(spacing_mm=SPACING, crop_size=16, hist_bins=8)
 
@@ -115,14 +107,14 @@ def test_missing_encoder_file_says_what_was_expected(tmp_path: Path) -> None:
 
 
 def test_cli_reports_bad_options(sites: Path) -> None:
-    code, output = fedmm("finetune", "--encoder", "none", "--data-root", str(sites), "--label-fraction", "0")
-    assert code == 2 and "label_fraction" in output
+    result = run_fedmm("finetune", "--encoder", "none", "--data-root", str(sites), "--label-fraction", "0")
+    assert result.exit_code == 2 and "label_fraction" in result.output
 
 
 def test_cli_context_fusion_trains_with_the_block(sites: Path, tmp_path: Path) -> None:
-    code, output = fedmm("finetune", "--encoder", "none", "--data-root", str(sites), "--task",
-                         "segmentation", "--context-fusion", "--steps", "1", "--out", str(tmp_path / "out"))
-    assert code == 0, output[-3000:]
+    result = run_fedmm("finetune", "--encoder", "none", "--data-root", str(sites), "--task",
+                       "segmentation", "--context-fusion", "--steps", "1", "--out", str(tmp_path / "out"))
+    assert result.exit_code == 0, result.output[-3000:] + repr(result.exception)
     doc = json.loads((tmp_path / "out" / "finetune.json").read_text())
     assert doc["config"]["context_fusion"] is True and "dice_mean" in doc["metrics"]
 

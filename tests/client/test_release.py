@@ -7,8 +7,6 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import Result
-from typer.testing import CliRunner
 
 from client import session
 from client.privacy_ledger import LEDGER_FILE, read_ledger
@@ -17,12 +15,7 @@ from client.site_limits import SiteLimitRefusal
 from shared.config import RunConfig, SiteConfig, SiteLimits
 from shared.stats_schema import SiteStats
 from tests.client.site_data import SPACING, write_site, write_study
-
-
-def fedmm(*args: str) -> Result:
-    """`fedmm ARGS` in this process (what it prints to stdout and stderr kept apart)."""
-    from simulations.cli import app
-    return CliRunner().invoke(app, list(args))
+from tests.fedmm_cli import run_fedmm
 
 #: A simulated site (no limits) with a large epsilon, so that six patients release.
 CFG = RunConfig.model_validate({
@@ -112,7 +105,7 @@ def test_the_ledger_records_what_a_release_covered(site: SiteConfig) -> None:
 def test_site_stats_dry_run_prints_exactly_the_payload(site: SiteConfig, tmp_path: Path) -> None:
     cfg_file = tmp_path / "run.json"
     cfg_file.write_text(CFG.to_json())
-    proc = fedmm("site", "stats", "--data", str(site.data_dir), "--dry-run",
+    proc = run_fedmm("site", "stats", "--data", str(site.data_dir), "--dry-run",
                  "--run-config", str(cfg_file), "--state", str(site.state_dir))
     assert proc.exit_code == 0, proc.stderr
     payload = json.loads(proc.stdout[: proc.stdout.index("\n}\n") + 2])
@@ -126,5 +119,5 @@ def test_site_stats_dry_run_prints_exactly_the_payload(site: SiteConfig, tmp_pat
 
 
 def test_site_stats_without_dry_run_explains(site: SiteConfig) -> None:
-    proc = fedmm("site", "stats", "--data", str(site.data_dir))
+    proc = run_fedmm("site", "stats", "--data", str(site.data_dir))
     assert proc.exit_code == 2 and "--dry-run" in proc.stderr

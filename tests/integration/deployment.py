@@ -23,11 +23,10 @@ from pathlib import Path
 
 import tomli_w
 import torch
-from typer.testing import CliRunner
 
 from client.site_daemon import FLOWER_HOME_DIR
 from shared.flower_cli import processes_using_home, stop_processes_using_home
-from simulations.cli import app
+from tests.fedmm_cli import run_fedmm
 
 FEDMM = str(Path(sys.executable).parent / "fedmm")
 
@@ -40,7 +39,7 @@ def free_port() -> int:
 
 def fedmm_inline(*args: str) -> str:
     """Run a quick `fedmm` command in this process (no start-up cost); return its output."""
-    result = CliRunner().invoke(app, list(args))
+    result = run_fedmm(*args)
     if result.exit_code != 0:
         raise RuntimeError(f"fedmm {' '.join(args)} failed ({result.exit_code}): {result.output}"
                            f"{result.exception!r}")

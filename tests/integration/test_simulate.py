@@ -13,6 +13,7 @@ from safetensors.torch import load_file
 
 from shared.flower_cli import stop_processes_using_home
 from shared.model import load_pretrained_encoder
+from tests.fedmm_cli import run_fedmm
 
 pytestmark = pytest.mark.integration
 
@@ -63,16 +64,6 @@ def simulate(*args: str, cwd: Path, timeout_s: float = 600) -> subprocess.Comple
     except subprocess.TimeoutExpired:
         stop_processes_using_home(cwd.resolve(), nested=True, grace_s=5.0)
         raise
-
-
-def simulate_inline(*args: str) -> tuple[int, str]:
-    """`fedmm simulate ARGS` in this process, for options refused before anything starts
-    (no interpreter start-up); returns the exit code and everything printed."""
-    from typer.testing import CliRunner
-
-    from simulations.cli import app
-    result = CliRunner().invoke(app, ["simulate", *args])
-    return result.exit_code, result.output
 
 
 def leftover_processes(marker: Path) -> list[str]:
@@ -179,9 +170,9 @@ def test_resume_continues_from_the_last_checkpoint(tiny_run) -> None:
 
 
 def test_bad_options_fail_before_anything_starts(tmp_path: Path) -> None:
-    code, output = simulate_inline("--rounds", "0", "--out", str(tmp_path / "x"))
-    assert code == 2
-    assert "federation.num_rounds" in output
+    result = run_fedmm("simulate", "--rounds", "0", "--out", str(tmp_path / "x"))
+    assert result.exit_code == 2
+    assert "federation.num_rounds" in result.output
     assert not (tmp_path / "x").exists()
-    code, output = simulate_inline("--pretext", "jigsaw")
-    assert code == 2 and "available" in output
+    result = run_fedmm("simulate", "--pretext", "jigsaw")
+    assert result.exit_code == 2 and "available" in result.output

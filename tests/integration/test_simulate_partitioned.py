@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from tests.client.fake_layouts import fets2022
-from tests.integration.test_simulate import leftover_processes, simulate, simulate_inline
+from tests.fedmm_cli import run_fedmm
+from tests.integration.test_simulate import leftover_processes, simulate
 
 pytestmark = pytest.mark.integration
 
@@ -93,7 +94,7 @@ def test_no_background_process_is_left(fets_run) -> None:
 def test_a_site_count_that_contradicts_the_natural_partition_fails_early(tmp_path: Path) -> None:
     tree = fets2022(tmp_path / "data", per_site=(2, 2, 1), corrupt_file=False)
     (tmp_path / "tiny.toml").write_text(TINY_FETS)
-    code, output = simulate_inline("--config", str(tmp_path / "tiny.toml"), "--data-root",
-                                   str(tree.root), "--sites", "3", "--out", str(tmp_path / "run"))
-    assert code == 2
-    assert "keep_largest" in output and "natural" in output
+    result = run_fedmm("simulate", "--config", str(tmp_path / "tiny.toml"), "--data-root",
+                       str(tree.root), "--sites", "3", "--out", str(tmp_path / "run"))
+    assert result.exit_code == 2
+    assert "keep_largest" in result.output and "natural" in result.output
