@@ -2,10 +2,10 @@
 
 Flower's SuperNode installs and executes whatever app bundle (FAB) the SuperLink sends.
 fedmm's site daemon runs the SuperNode with ``--isolation process``, so it starts no
-ClientApp itself; fedmm's task executor (``client/task_executor.py``) starts this runner
-for every task instead. Like Flower's ``flwr-clientapp`` it pulls the task (message,
-context, run, bundle) from the SuperNode's Runtime API, runs the ClientApp and pushes the
-reply, with two differences:
+ClientApp itself; fedmm's task executor (``client/task_executor.py``) runs this runner in
+a new process for every task instead (``run_forked``, forked from a warm parent). Like
+Flower's ``flwr-clientapp`` it pulls the task (message, context, run, bundle) from the
+SuperNode's Runtime API, runs the ClientApp and pushes the reply, with two differences:
 
 1. **Approval, before any of the bundle runs.** The sha256 of the bundle's bytes must
    equal the hash the SuperLink announced and one of ``approved_apps`` in site.toml
@@ -24,7 +24,6 @@ dropped from ``sys.modules`` before the bundle is loaded from Flower's app folde
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 from dataclasses import dataclass
@@ -146,22 +145,11 @@ def run_task(*, runtime_api_address: str, token: str, site_config: Path) -> int:
     return 0 if status == SubStatus.COMPLETED else 1
 
 
-def main(argv: list[str] | None = None) -> None:
-    """``python -m client.task_runner``: started by fedmm's task executor, token on stdin."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runtime-api-address", required=True)
-    parser.add_argument("--site-config", required=True, type=Path)
-    parser.add_argument("--parent-pid", type=int, default=None)
-    args = parser.parse_args(argv)
+def run_forked(*, token: str, runtime_api_address: str, site_config: Path, executor_pid: int) -> None:
+    """One task in a process of its own, forked by the task executor; exits with its code.
+
+    The process stops (as on Ctrl-C) when the executor ends, whatever ends it.
+    """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if args.parent_pid is not None:
-        start_parent_process_monitor(args.parent_pid)
-    token = sys.stdin.readline().strip()
-    if not token:
-        sys.exit("Expected the task token on standard input, got nothing.")
-    sys.exit(run_task(runtime_api_address=args.runtime_api_address, token=token,
-                      site_config=args.site_config))
-
-
-if __name__ == "__main__":
-    main()
+    start_parent_process_monitor(executor_pid)
+    sys.exit(run_task(runtime_api_address=runtime_api_address, token=token, site_config=site_config))

@@ -2,9 +2,9 @@
 
 Everything goes through fedmm's own commands (`fedmm server init|start|register-site|run`,
 `fedmm site init|start`) on tiny phantom data (3 sites x 3 studies at 4 mm, 16^3 crops,
-one local step). Deployment starts a fresh `flwr-clientapp` process per message (about
-10-30 s per message round on two cores), so runs are short: the drop-out test continues
-the end-to-end run (`--resume` with more rounds) instead of starting a new one.
+one local step). Each message still runs in a process of its own at each site (forked
+from the executor's warm parent), so runs are short: the drop-out test continues the
+end-to-end run (`--resume` with more rounds) instead of starting a new one.
 """
 
 from __future__ import annotations
