@@ -35,6 +35,7 @@ from flwr.supercore.interceptors import RuntimeVersionHttpInterceptor, SuperExec
 from flwr.supercore.retry import make_simple_http_retry_invoker
 from flwr.supercore.runtime import RuntimeHttpClient
 
+from client.site_logging import configure_site_logging
 from client.task_runner import run_forked
 from shared.supervisor import StopRequest
 
@@ -116,7 +117,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--secret-file", required=True, type=Path)
     parser.add_argument("--site-config", required=True, type=Path)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_site_logging()
     stop = StopRequest()
 
     def leave(signum: int, frame: object) -> None:

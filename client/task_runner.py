@@ -41,6 +41,7 @@ from flwr.supercore.runtime import RuntimeHttpClient
 from flwr.supernode.runtime.run_clientapp import pull_task_input, push_message, push_task_output
 
 from client.deploy_config import load_site_config
+from client.site_logging import configure_site_logging
 from shared.app_bundle import bundle_sha256
 from shared.site_errors import SiteErrorCode, is_site_error, new_incident, site_error_reason
 
@@ -150,6 +151,6 @@ def run_forked(*, token: str, runtime_api_address: str, site_config: Path, execu
 
     The process stops (as on Ctrl-C) when the executor ends, whatever ends it.
     """
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_site_logging()
     start_parent_process_monitor(executor_pid)
     sys.exit(run_task(runtime_api_address=runtime_api_address, token=token, site_config=site_config))

@@ -204,6 +204,9 @@ def test_three_sites_two_rounds_end_to_end(deployment: Deployment, two_round_run
     # What each site keeps (cached patient volumes, state, logs) is private to it.
     for site in members(deployment):
         assert private_tree_problems(site.state_dir, site.log.parent) == []
+        # its log says what the tasks did, without a line per local Runtime API request
+        log = site.log.read_text()
+        assert "Running approved app bundle" in log and "HTTP Request:" not in log
     # and the coordinator's, after a run (the app sources `flwr run` built from included)
     assert (deployment.server_home / "app-sources").is_dir()
     assert private_tree_problems(deployment.server_dir / "state") == []
