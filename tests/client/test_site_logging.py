@@ -8,6 +8,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 LOGS = """
+import logging
+
 from client.site_logging import configure_site_logging
 configure_site_logging()
 logging.getLogger("httpx").info('HTTP Request: POST http://127.0.0.1:1/v1/runtime/acquire-task')
