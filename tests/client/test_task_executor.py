@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+from tests.process_alive import alive
+
 ROOT = Path(__file__).resolve().parents[2]
 #: A stand-in executor: a warm parent with ``email.mime.text`` imported, then one task
 #: running ``probe`` (below), then it waits to be killed.
@@ -38,15 +40,6 @@ def probe(*, token: str, runtime_api_address: str, site_config: Path, executor_p
     sys.exit(3)
 
 
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    stat = Path(f"/proc/{pid}/stat")
-    return stat.exists() and stat.read_text().split(") ")[-1][:1] != "Z"
-
-
 def test_a_task_is_forked_from_the_warm_parent_and_it_ends_with_the_executor(tmp_path: Path) -> None:
     record = tmp_path / "task.json"
     executor = subprocess.Popen([sys.executable, "-c", EXECUTOR, str(record)], cwd=ROOT,
@@ -63,13 +56,13 @@ def test_a_task_is_forked_from_the_warm_parent_and_it_ends_with_the_executor(tmp
         assert warm_parent not in (executor.pid, task["pid"])
         assert task["warm_module_loaded"] and not task["client_app_loaded"]
         assert "token-7f3a" not in task["cmdline"]  # other local users can read command lines
-        assert pid_alive(warm_parent)
+        assert alive(warm_parent)
         os.kill(executor.pid, signal.SIGKILL)  # the OOM killer, say
         executor.wait(timeout=10)
         deadline = time.monotonic() + 20
-        while pid_alive(warm_parent) and time.monotonic() < deadline:
+        while alive(warm_parent) and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert not pid_alive(warm_parent), "the warm parent outlived its executor"
+        assert not alive(warm_parent), "the warm parent outlived its executor"
     finally:
         if executor.poll() is None:
             os.killpg(executor.pid, signal.SIGKILL)

@@ -15,6 +15,7 @@ import pytest
 
 from shared.flower_cli import processes_using_home
 from shared.supervisor import Child, StopRequest, accepts_connections, run_children
+from tests.process_alive import alive
 
 PY = sys.executable
 
@@ -30,15 +31,6 @@ def run(children: list[Child], tmp_path: Path, stop: StopRequest) -> tuple[objec
 
 def py(name: str, code: str, **kwargs: object) -> Child:
     return Child(name, [PY, "-c", code], **kwargs)  # type: ignore[arg-type]
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    stat = Path(f"/proc/{pid}/stat")
-    return not (stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] == "Z")
 
 
 def test_the_first_child_to_end_stops_the_others_and_is_reported(tmp_path: Path) -> None:
