@@ -100,6 +100,7 @@ class QualityConfig:
     finetune_crop: int = 32
     linear_probe: bool = False          # fine-tuning controls (client/finetune/config.py)
     encoder_lr_scale: float = 1.0
+    encoder_frozen_steps: int = 0
     augment_intensity: bool = False
     workers: int = 2
     pretext: str = "plane_intersection,variance_covariance:0.5"  # fedmm's default, --pretext form
@@ -174,6 +175,7 @@ def _run_job(job: Job, cfg_json: str, eval_root: str, cache_dir: str) -> Job:
         # new, so it trains at the full rate like the rest of the network.
         linear_probe=cfg["linear_probe"],
         encoder_lr_scale=cfg["encoder_lr_scale"] if job.encoder is not None else 1.0,
+        encoder_frozen_steps=cfg["encoder_frozen_steps"] if job.encoder is not None else 0,
         augment_intensity=cfg["augment_intensity"], data=DataConfig(spacing_mm=cfg["spacing_mm"]),
     )
     res = run_finetune(encoder=job.encoder, cfg=ft, data_root=Path(eval_root),
@@ -477,12 +479,16 @@ def parse_config(argv: list[str] | None) -> tuple[QualityConfig, argparse.Namesp
     parser.add_argument("--encoder-lr-scale", type=float, default=None,
                         help="fine-tuning control: a pretrained encoder's learning rate x this "
                              "(default 1; scratch always trains at the full rate)")
+    parser.add_argument("--encoder-frozen-steps", type=int, default=None,
+                        help="fine-tuning control: a pretrained encoder stays frozen for the "
+                             "first N steps (LP-FT; default 0; scratch always trains from step 1)")
     parser.add_argument("--augment-intensity", action="store_const", const=True, default=None,
                         help="fine-tuning control: per-modality intensity augmentation")
     args = parser.parse_args(argv)
     cfg = QualityConfig.quick() if args.quick else QualityConfig()
     overrides: dict[str, Any] = {k: getattr(args, k) for k in (
-        *KNOBS, "pretext", "strategy", "linear_probe", "encoder_lr_scale", "augment_intensity",
+        *KNOBS, "pretext", "strategy", "linear_probe", "encoder_lr_scale", "encoder_frozen_steps",
+        "augment_intensity",
         "update_dp_clip", "role") if getattr(args, k) is not None}
     for option, parse, valid, expected in LISTED:
         if raw := getattr(args, option):
@@ -497,6 +503,10 @@ def parse_config(argv: list[str] | None) -> tuple[QualityConfig, argparse.Namesp
     if args.site_local_norm is not None:
         overrides["site_local_norm"] = args.site_local_norm == "true"
     cfg = replace(cfg, **overrides)
+    if cfg.encoder_frozen_steps < 0 or (cfg.encoder_frozen_steps and cfg.linear_probe):
+        parser.error(f"--encoder-frozen-steps: expected 0 or more steps, without --linear-probe "
+                     f"(which freezes the encoder for the whole run); got "
+                     f"{cfg.encoder_frozen_steps}{' with --linear-probe' if cfg.linear_probe else ''}")
     if (cfg.update_dp_clip is None and "federated" not in cfg.variants
             and any(v in cfg.variants for v in UPDATE_DP_VARIANTS)):
         parser.error("--variants: the update-DP variants take their clipping norm from the "

@@ -26,6 +26,7 @@ def train_classification(
     model: torch.nn.Module, samples: Sequence[dict[str, Any]], *, steps: int, batch_size: int,
     size: int, optimizer: torch.optim.Optimizer, device: torch.device, seed: int,
     stopper: EarlyStopping | None = None,
+    schedule: torch.optim.lr_scheduler.LRScheduler | None = None,
 ) -> list[float]:
     """Train with random flips on resized whole volumes (until ``stopper`` says so, if
     given: it then leaves the model with its best weights); returns the loss per step."""
@@ -41,7 +42,8 @@ def train_classification(
         for axis in (2, 3, 4):
             if torch.rand(1, generator=gen) < 0.5:
                 x = x.flip(axis)
-        losses.append(optimizer_step(optimizer, loss_fn(model(x.to(device)), y_all[idx].to(device))))
+        losses.append(optimizer_step(optimizer, loss_fn(model(x.to(device)), y_all[idx].to(device)),
+                                      schedule))
         if stopper is not None and stopper.after_step(step, model):
             break
     if stopper is not None:

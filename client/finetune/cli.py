@@ -53,6 +53,9 @@ def finetune_command(
     encoder_lr_scale: Annotated[float, typer.Option(
         help="The encoder trains at the learning rate times this (0 < x <= 1); the new "
         "decoder/head at the full rate.")] = 1.0,
+    encoder_frozen_steps: Annotated[int, typer.Option(
+        help="Keep the encoder frozen for the first N steps while the new decoder/head "
+        "learns, then train it too (linear probing, then fine-tuning).")] = 0,
     augment_intensity: Annotated[bool, typer.Option(
         help="Random per-modality intensity scaling and gamma on the training crops "
         "(segmentation).")] = False,
@@ -66,6 +69,7 @@ def finetune_command(
                                              "early_stopping": early_stopping,
                                              "context_fusion": context_fusion,
                                              "encoder_lr_scale": encoder_lr_scale,
+                                             "encoder_frozen_steps": encoder_frozen_steps,
                                              "augment_intensity": augment_intensity})
     except ValidationError as err:
         console.print(f"[red]{format_validation_error(err, source='options', model=FinetuneConfig)}[/]")

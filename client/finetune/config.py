@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from shared.config import DataConfig, FrozenModel
 from shared.model.context_fusion import DEFAULT_DILATIONS, validate_dilations
@@ -36,6 +36,10 @@ class FinetuneConfig(FrozenModel):
         default=1.0, gt=0, le=1, description="The encoder's learning rate is lr x this (the new "
         "decoder/head always trains at lr); below 1 keeps pretrained features from being "
         "overwritten early by gradients of a random head.")
+    encoder_frozen_steps: int = Field(
+        default=0, ge=0, description="Keep the encoder still (learning rate 0) for the first N "
+        "steps while the new decoder/head learns on its features, then train it at its rate "
+        "(linear probing, then fine-tuning: LP-FT). 0 trains everything from step 1.")
     augment_intensity: bool = Field(
         default=False, description="Random per-modality intensity scaling and gamma on the "
         "training crops (segmentation), as scanners differ between sites.")
@@ -54,6 +58,14 @@ class FinetuneConfig(FrozenModel):
         default=DEFAULT_DILATIONS, description="Dilations of the CFB's parallel 3x3x3 branches "
         "(our reconstruction, ASPP-like).")
     data: DataConfig = DataConfig()
+
+    @model_validator(mode="after")
+    def _probe_or_warmup(self) -> FinetuneConfig:
+        if self.linear_probe and self.encoder_frozen_steps:
+            raise ValueError(f"linear_probe keeps the encoder frozen for the whole run, so "
+                             f"encoder_frozen_steps={self.encoder_frozen_steps} has no effect; "
+                             "use one of the two (encoder_frozen_steps=0 with linear_probe).")
+        return self
 
     @field_validator("context_dilations")
     @classmethod

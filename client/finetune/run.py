@@ -74,6 +74,19 @@ def parameter_groups(model: torch.nn.Module, cfg: FinetuneConfig) -> list[dict[s
     return groups
 
 
+def encoder_warmup(optimizer: torch.optim.Optimizer,
+                   cfg: FinetuneConfig) -> torch.optim.lr_scheduler.LambdaLR | None:
+    """With ``encoder_frozen_steps`` N: the encoder group (of :func:`parameter_groups`) at
+    learning rate 0 for optimizer steps 1..N, at its own rate after; the head always at its
+    rate. AdamW then leaves the encoder exactly as it was (its decoupled weight decay
+    scales with the learning rate too). None when there is no warm-up."""
+    frozen = cfg.encoder_frozen_steps
+    if not frozen or len(optimizer.param_groups) < 2:
+        return None
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, [lambda _: 1.0, lambda done: 0.0 if done < frozen else 1.0])
+
+
 def scratch_preset(cfg: FinetuneConfig, device: torch.device) -> str:
     """The encoder preset a from-scratch network gets on ``device`` (auto: gpu-base on CUDA,
     like pretraining's auto on the same machine; else cpu-small)."""
@@ -126,15 +139,17 @@ def run_finetune(
     model = model.to(device)
     opt = torch.optim.AdamW(parameter_groups(model, cfg), lr=cfg.lr, weight_decay=cfg.weight_decay)
     stopper = early_stopper(cfg, held, device) if held else None
+    schedule = encoder_warmup(opt, cfg)
     if cfg.task == "segmentation":
         losses = train_segmentation(model, train, steps=cfg.steps, batch_size=cfg.batch_size,
                                     crop=cfg.crop_size, optimizer=opt, device=device, seed=cfg.seed,
-                                    augment_intensity=cfg.augment_intensity, stopper=stopper)
+                                    augment_intensity=cfg.augment_intensity, stopper=stopper,
+                                    schedule=schedule)
         metrics = evaluate_segmentation(model, test, crop=cfg.crop_size, device=device)
     else:
         losses = train_classification(model, train, steps=cfg.steps, batch_size=cfg.batch_size,
                                       size=cfg.class_size, optimizer=opt, device=device, seed=cfg.seed,
-                                      stopper=stopper)
+                                      stopper=stopper, schedule=schedule)
         metrics = evaluate_classification(model, test, size=cfg.class_size, device=device)
     result = FinetuneResult(
         task=cfg.task, encoder=str(path) if path else "none", metrics=metrics,

@@ -61,6 +61,7 @@ def train_segmentation(
     model: torch.nn.Module, samples: Sequence[dict[str, Any]], *, steps: int, batch_size: int,
     crop: int, optimizer: torch.optim.Optimizer, device: torch.device, seed: int,
     augment_intensity: bool = False, stopper: EarlyStopping | None = None,
+    schedule: torch.optim.lr_scheduler.LRScheduler | None = None,
 ) -> list[float]:
     """Train on random label-balanced crops (until ``stopper`` says so, if given: it then
     leaves the model with its best weights); returns the loss per step."""
@@ -78,7 +79,7 @@ def train_segmentation(
             imgs.append(torch.as_tensor(out["image"]))
             labs.append(to_regions(torch.as_tensor(out["label"])))
         x, y = torch.stack(imgs).float().to(device), torch.stack(labs).to(device)
-        losses.append(optimizer_step(optimizer, loss_fn(model(x), y)))
+        losses.append(optimizer_step(optimizer, loss_fn(model(x), y), schedule))
         if stopper is not None and stopper.after_step(step, model):
             break
     if stopper is not None:

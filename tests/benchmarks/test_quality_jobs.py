@@ -80,7 +80,9 @@ def test_listed_options_are_checked_before_anything_runs(quality: ModuleType,
                            (["--label-fractions", "0,0.5"], "fractions in (0, 1], got [0.0]"),
                            (["--seeds", "a"], "comma-separated int values, got 'a'"),
                            (["--role", "train"], "invalid choice: 'train'"),
-                           (["--variants", "scratch,federated_dp"], "pass --update-dp-clip")):
+                           (["--variants", "scratch,federated_dp"], "pass --update-dp-clip"),
+                           (["--encoder-frozen-steps", "-1"], "expected 0 or more steps"),
+                           (["--encoder-frozen-steps", "5", "--linear-probe"], "5 with --linear-probe")):
         with pytest.raises(SystemExit) as exit_:
             quality.main(argv)
         assert exit_.value.code == 2, argv
@@ -103,26 +105,27 @@ def test_update_privacy_table_shows_each_seeds_clip_and_epsilon(quality: ModuleT
     assert quality.update_privacy_markdown({}) == ""
 
 
-def test_encoder_lr_scale_reaches_pretrained_encoders_only(quality: ModuleType,
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_encoder_recipe_reaches_pretrained_encoders_only(quality: ModuleType,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     import json
     from dataclasses import asdict
 
     import client.finetune as finetune
 
-    seen: dict[str | None, float] = {}
+    seen: dict[str | None, tuple[float, int]] = {}
 
     def fake_run_finetune(*, encoder, cfg, **_kw):  # type: ignore[no-untyped-def]
-        seen[encoder] = cfg.encoder_lr_scale
+        seen[encoder] = (cfg.encoder_lr_scale, cfg.encoder_frozen_steps)
         return finetune.FinetuneResult(task=cfg.task, encoder=str(encoder), metrics={"dice_mean": 0.5},
                                        train_studies=2, test_studies=1, seconds=0.0)
 
     monkeypatch.setattr(finetune, "run_finetune", fake_run_finetune)
-    cfg_json = json.dumps(asdict(quality.QualityConfig(encoder_lr_scale=0.1)))
+    cfg, _ = quality.parse_config(["--encoder-lr-scale", "0.1", "--encoder-frozen-steps", "7"])
+    cfg_json = json.dumps(asdict(cfg))
     for encoder in (None, "f.safetensors"):
         job = quality.Job("x", "in_federation", "site-2", encoder, "segmentation", 0.1, 0)
         quality._run_job(job, cfg_json, "e", "c")
-    assert seen == {None: 1.0, "f.safetensors": 0.1}
+    assert seen == {None: (1.0, 0), "f.safetensors": (0.1, 7)}
 
 
 def test_the_bf16_control_is_paired_against_federated(quality: ModuleType) -> None:

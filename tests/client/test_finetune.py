@@ -11,8 +11,9 @@ import torch
 
 from client.finetune import FinetuneConfig, run_finetune
 from client.finetune.data import has_enhancing_tumour, label_subset
-from client.finetune.run import parameter_groups, resolve_encoder, scratch_preset
+from client.finetune.run import encoder_warmup, parameter_groups, resolve_encoder, scratch_preset
 from client.finetune.segmentation import _crop_transform, _prepare, region_scores, to_regions
+from client.finetune.step import optimizer_step
 from server.checkpoints import export_encoder
 from shared.config import DataConfig
 from shared.model import build_encoder, build_segmenter
@@ -119,6 +120,17 @@ def test_cli_context_fusion_trains_with_the_block(sites: Path, tmp_path: Path) -
     assert doc["config"]["context_fusion"] is True and "dice_mean" in doc["metrics"]
 
 
+def test_cli_frozen_warmup_is_recorded_and_checked(sites: Path, tmp_path: Path) -> None:
+    result = run_fedmm("finetune", "--encoder", "none", "--data-root", str(sites), "--steps", "2",
+                       "--encoder-frozen-steps", "1", "--out", str(tmp_path / "out"))
+    assert result.exit_code == 0, result.output[-3000:] + repr(result.exception)
+    doc = json.loads((tmp_path / "out" / "finetune.json").read_text())
+    assert doc["config"]["encoder_frozen_steps"] == 1 and len(doc["losses"]) == 2
+    bad = run_fedmm("finetune", "--encoder", "none", "--data-root", str(sites), "--linear-probe",
+                    "--encoder-frozen-steps", "1")
+    assert bad.exit_code == 2 and "has no effect" in bad.output
+
+
 @pytest.mark.parametrize(("scale", "probe"), [(0.1, False), (1.0, True)])
 def test_encoder_trains_at_its_own_rate_or_not_at_all(scale: float, probe: bool) -> None:
     model = build_segmenter(None, in_channels=2, out_channels=3)
@@ -134,6 +146,37 @@ def test_encoder_trains_at_its_own_rate_or_not_at_all(scale: float, probe: bool)
         assert opt.param_groups[0]["lr"] == c.lr
         assert opt.param_groups[1]["lr"] == pytest.approx(c.lr * scale)
         assert {id(p) for p in opt.param_groups[1]["params"]} == encoder
+
+
+def test_frozen_encoder_warmup_moves_the_head_first_then_the_encoder() -> None:
+    torch.manual_seed(0)
+    model = build_segmenter(None, in_channels=2, out_channels=3)
+    c = cfg("segmentation", encoder_frozen_steps=2, encoder_lr_scale=0.5)
+    opt = torch.optim.AdamW(parameter_groups(model, c), lr=c.lr, weight_decay=0.1)
+    schedule = encoder_warmup(opt, c)
+    assert schedule is not None
+    x, y = torch.randn(1, 2, 16, 16, 16), torch.rand(1, 3, 16, 16, 16)
+
+    def snapshot(params: list[torch.nn.Parameter]) -> list[torch.Tensor]:
+        return [p.detach().clone() for p in params]
+
+    encoder, head = encoder_parameters(model), opt.param_groups[0]["params"]
+    before_enc, before_head = snapshot(encoder), snapshot(head)
+    lrs = []
+    for _ in range(3):
+        lrs.append([g["lr"] for g in opt.param_groups])
+        optimizer_step(opt, torch.nn.functional.mse_loss(model(x), y), schedule)
+        if len(lrs) == 2:  # after the two frozen steps: encoder exactly as it was, head moved
+            assert all(torch.equal(a, b) for a, b in zip(before_enc, snapshot(encoder), strict=True))
+            assert not all(torch.equal(a, b) for a, b in zip(before_head, snapshot(head), strict=True))
+    assert lrs == [[c.lr, 0.0], [c.lr, 0.0], [c.lr, pytest.approx(c.lr * 0.5)]]
+    assert not all(torch.equal(a, b) for a, b in zip(before_enc, snapshot(encoder), strict=True))
+    assert encoder_warmup(opt, cfg("segmentation")) is None
+
+
+def test_frozen_warmup_and_linear_probe_are_refused_together() -> None:
+    with pytest.raises(ValueError, match="encoder_frozen_steps=3 has no effect"):
+        cfg("segmentation", encoder_frozen_steps=3, linear_probe=True)
 
 
 def test_intensity_augmentation_changes_modalities_apart_and_keeps_background() -> None:
