@@ -81,7 +81,7 @@ def encoder_warmup(optimizer: torch.optim.Optimizer,
     rate. AdamW then leaves the encoder exactly as it was (its decoupled weight decay
     scales with the learning rate too). None when there is no warm-up."""
     frozen = cfg.encoder_frozen_steps
-    if not frozen or len(optimizer.param_groups) < 2:
+    if not frozen:  # linear_probe (one group) never comes with frozen steps: the config refuses it
         return None
     return torch.optim.lr_scheduler.LambdaLR(
         optimizer, [lambda _: 1.0, lambda done: 0.0 if done < frozen else 1.0])
