@@ -44,11 +44,13 @@ import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import torch
 
+from shared.config import AdaDNConfig
 from simulations.benchmark_pretraining import (
+    ADADN_TASKS,
     FEDERATION_VARIANTS,
     TRANSFER_VARIANTS,
     UPDATE_DP_VARIANTS,
@@ -106,6 +108,7 @@ class QualityConfig:
     pretext: str = "plane_intersection,variance_covariance:0.5"  # fedmm's default, --pretext form
     strategy: str = "fedavg"
     site_local_norm: bool = True        # FedBN-style: normalization affine stays on the sites
+    adadn_target: str | None = None     # None: AdaDN's default target (the pool)
     variants: tuple[str, ...] = VARIANTS
     update_dp_clip: float | None = None  # update-DP clipping norm; None: median update norm
 
@@ -120,6 +123,7 @@ class QualityConfig:
                                 crop=self.pretrain_crop, spacing_mm=self.spacing_mm,
                                 pretext=self.pretext, strategy=self.strategy,
                                 site_local_norm=self.site_local_norm,
+                                adadn_target=self.adadn_target,
                                 update_dp_clip=self.update_dp_clip)
 
     def setting_variants(self, setting: str) -> list[str]:
@@ -474,6 +478,11 @@ def parse_config(argv: list[str] | None) -> tuple[QualityConfig, argparse.Namesp
                         help="comma-separated label fractions (default 0.1,1.0)")
     parser.add_argument("--site-local-norm", choices=("true", "false"), default=None,
                         help="keep normalization affine on the sites (FedBN) during pretraining")
+    parser.add_argument("--adadn-target", default=None,
+                        choices=get_args(AdaDNConfig.model_fields["target"].annotation),
+                        help="where AdaDN's target statistics come from during pretraining "
+                        f"(default {AdaDNConfig().target}); needs an AdaDN task in --pretext "
+                        f"({', '.join(ADADN_TASKS)})")
     parser.add_argument("--linear-probe", action="store_const", const=True, default=None,
                         help="fine-tuning control: freeze every encoder, train the heads only")
     parser.add_argument("--encoder-lr-scale", type=float, default=None,
@@ -487,8 +496,8 @@ def parse_config(argv: list[str] | None) -> tuple[QualityConfig, argparse.Namesp
     args = parser.parse_args(argv)
     cfg = QualityConfig.quick() if args.quick else QualityConfig()
     overrides: dict[str, Any] = {k: getattr(args, k) for k in (
-        *KNOBS, "pretext", "strategy", "linear_probe", "encoder_lr_scale", "encoder_frozen_steps",
-        "augment_intensity",
+        *KNOBS, "pretext", "strategy", "adadn_target", "linear_probe", "encoder_lr_scale",
+        "encoder_frozen_steps", "augment_intensity",
         "update_dp_clip", "role") if getattr(args, k) is not None}
     for option, parse, valid, expected in LISTED:
         if raw := getattr(args, option):
@@ -507,6 +516,11 @@ def parse_config(argv: list[str] | None) -> tuple[QualityConfig, argparse.Namesp
         parser.error(f"--encoder-frozen-steps: expected 0 or more steps, without --linear-probe "
                      f"(which freezes the encoder for the whole run); got "
                      f"{cfg.encoder_frozen_steps}{' with --linear-probe' if cfg.linear_probe else ''}")
+    if cfg.adadn_target is not None and not any(
+            part.partition(":")[0].strip() in ADADN_TASKS for part in cfg.pretext.split(",")):
+        parser.error(f"--adadn-target: expected a --pretext with an AdaDN task "
+                     f"({', '.join(ADADN_TASKS)}), got {cfg.pretext!r}; add one, e.g. "
+                     f"--pretext {ADADN_TASKS[0]}")
     if (cfg.update_dp_clip is None and "federated" not in cfg.variants
             and any(v in cfg.variants for v in UPDATE_DP_VARIANTS)):
         parser.error("--variants: the update-DP variants take their clipping norm from the "

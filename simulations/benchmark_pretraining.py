@@ -32,6 +32,8 @@ UPDATE_DP_VARIANTS = {"federated_dp_weak": 0.1, "federated_dp": 1.0}
 TRANSFER_VARIANTS = {"federated_bf16": "bfloat16"}
 FEDERATION_VARIANTS = ("federated", "centralized", "federated_iid", "cyclic", *UPDATE_DP_VARIANTS,
                        *TRANSFER_VARIANTS)
+#: The pretext tasks whose views AdaDN augments (their config has an ``adadn`` table).
+ADADN_TASKS = ("cross_modal_contrastive",)
 #: The packages whose code a pretraining runs.
 CODE_PACKAGES = ("client", "server", "shared", "simulations")
 
@@ -48,6 +50,7 @@ class PretrainSettings:
     strategy: str = "fedavg"
     site_local_norm: bool = True
     update_dp_clip: float | None = None   # None: the median update norm of the federated run
+    adadn_target: str | None = None       # None: the AdaDN tasks' own default target
 
 
 @functools.cache
@@ -66,12 +69,20 @@ def pretraining_config(s: PretrainSettings, *, seed: int, num_sites: int,
     federated run with update DP at that noise multiplier and ``clip``."""
     from shared.pretext.selection import parse_pretext_option
 
+    pretext = parse_pretext_option(s.pretext)
+    if s.adadn_target is not None:
+        adadn_tasks = [t for t in pretext if t["name"] in ADADN_TASKS]
+        if not adadn_tasks:
+            raise ValueError(f"adadn_target: expected a pretext with an AdaDN task "
+                             f"({', '.join(ADADN_TASKS)}), got {s.pretext!r}")
+        for task in adadn_tasks:
+            task["adadn"] = {"target": s.adadn_target}
     updates = ({"updates": {"enabled": True, "clipping": "client", "clipping_norm": clip,
                             "noise_multiplier": update_noise}} if update_noise is not None else {})
     return {"seed": seed,
             "model": {"site_local_norm": s.site_local_norm},
             "data": {"spacing_mm": s.spacing_mm, "crop_size": s.crop},
-            "pretext": parse_pretext_option(s.pretext),
+            "pretext": pretext,
             "train": {"local_steps": s.local_steps},
             "federation": {"num_rounds": s.rounds, "min_nodes": num_sites,
                            "strategy": {"name": s.strategy}},

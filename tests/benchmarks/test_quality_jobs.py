@@ -82,7 +82,9 @@ def test_listed_options_are_checked_before_anything_runs(quality: ModuleType,
                            (["--role", "train"], "invalid choice: 'train'"),
                            (["--variants", "scratch,federated_dp"], "pass --update-dp-clip"),
                            (["--encoder-frozen-steps", "-1"], "expected 0 or more steps"),
-                           (["--encoder-frozen-steps", "5", "--linear-probe"], "5 with --linear-probe")):
+                           (["--encoder-frozen-steps", "5", "--linear-probe"], "5 with --linear-probe"),
+                           (["--adadn-target", "pool_jitter"], "expected a --pretext with an AdaDN task"),
+                           (["--adadn-target", "elsewhere"], "invalid choice: 'elsewhere'")):
         with pytest.raises(SystemExit) as exit_:
             quality.main(argv)
         assert exit_.value.code == 2, argv
@@ -126,6 +128,12 @@ def test_encoder_recipe_reaches_pretrained_encoders_only(quality: ModuleType,
         job = quality.Job("x", "in_federation", "site-2", encoder, "segmentation", 0.1, 0)
         quality._run_job(job, cfg_json, "e", "c")
     assert seen == {None: (1.0, 0), "f.safetensors": (0.1, 7)}
+
+
+def test_an_adadn_target_reaches_the_pretraining_settings(quality: ModuleType) -> None:
+    cfg, _ = quality.parse_config(["--pretext", "cross_modal_contrastive", "--adadn-target", "pool_jitter"])
+    assert cfg.pretrain_settings().adadn_target == "pool_jitter"
+    assert quality.parse_config([])[0].pretrain_settings().adadn_target is None
 
 
 def test_the_bf16_control_is_paired_against_federated(quality: ModuleType) -> None:

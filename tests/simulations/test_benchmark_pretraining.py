@@ -79,6 +79,25 @@ def test_update_dp_pretraining_gets_its_noise_and_clip() -> None:
     assert noised.privacy.updates.noise_multiplier == bp.UPDATE_DP_VARIANTS["federated_dp"]
 
 
+def test_an_adadn_target_reaches_every_adadn_task_and_the_cache_key(tmp_path: Path, fake: list) -> None:
+    from shared.config import validate_run_config
+
+    mixed = replace(SETTINGS, pretext="plane_intersection,cross_modal_contrastive:0.5")
+    raw = bp.pretraining_config(replace(mixed, adadn_target="pool_jitter"), seed=0, num_sites=3)
+    run = validate_run_config(raw, source="test")
+    tasks = {t.name: t for t in run.pretext}
+    assert tasks["cross_modal_contrastive"].adadn.target == "pool_jitter"
+    assert tasks["cross_modal_contrastive"].weight == 0.5
+    assert "adadn" not in raw["pretext"][0]                  # plane_intersection has no AdaDN
+    plain = validate_run_config(bp.pretraining_config(mixed, seed=0, num_sites=3), source="test")
+    assert {t.name: t for t in plain.pretext}["cross_modal_contrastive"].adadn.target == "pool"
+    with pytest.raises(ValueError, match="expected a pretext with an AdaDN task"):
+        bp.pretraining_config(replace(SETTINGS, adadn_target="own_site"), seed=0, num_sites=3)
+    finished(tmp_path, mixed)
+    finished(tmp_path, replace(mixed, adadn_target="pool_jitter"))
+    assert len(fake) == 2                                    # another target: pretrained again
+
+
 def test_the_update_dp_clip_is_the_median_update_norm_of_the_run_without_dp(tmp_path: Path) -> None:
     rounds = [{"train": {"sites": {"1": {"update-norm": 1.0}, "2": {"update-norm": 4.0},
                                    "3": {"train-loss": 0.5}}}},
