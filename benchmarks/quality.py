@@ -44,7 +44,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, get_args
+from typing import TYPE_CHECKING, Any, get_args
 
 import torch
 
@@ -61,6 +61,9 @@ from simulations.benchmark_pretraining import (
 from simulations.benchmark_provenance import code_commit
 from simulations.benchmark_sites import EVALUATED, SETTINGS, SITES, SiteRoles, arrange_sites
 from simulations.paired_stats import goals, summary
+
+if TYPE_CHECKING:
+    from client.finetune.config import FinetuneTask
 
 VARIANTS = ("scratch", "local_only", "federated", "centralized")
 CONTROL_VARIANTS = ("federated_iid", "cyclic", *UPDATE_DP_VARIANTS, *TRANSFER_VARIANTS)
@@ -90,7 +93,7 @@ class QualityConfig:
     spacing_mm: float = 2.0
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     label_fractions: tuple[float, ...] = (0.1, 1.0)
-    tasks: tuple[str, ...] = ("segmentation", "classification")
+    tasks: tuple[FinetuneTask, ...] = ("segmentation", "classification")
     rounds: int = 6
     local_steps: int = 30
     pretrain_crop: int = 32
@@ -136,7 +139,7 @@ class Job:
     setting: str
     site: str                 # the evaluated site
     encoder: str | None
-    task: str
+    task: FinetuneTask
     fraction: float
     seed: int                 # also the fine-tuning seed: labelled draw, split, crops, head
     metrics: dict[str, float] = field(default_factory=dict)

@@ -9,11 +9,14 @@ from pydantic import Field, field_validator, model_validator
 from shared.config import DataConfig, FrozenModel
 from shared.model.context_fusion import DEFAULT_DILATIONS, validate_dilations
 
+#: What a fine-tuning trains: a segmentation decoder or a study-level classifier.
+FinetuneTask = Literal["segmentation", "classification"]
+
 
 class FinetuneConfig(FrozenModel):
     """Same seeds, splits and budget for every variant (scratch, local, federated, ...)."""
 
-    task: Literal["segmentation", "classification"] = "segmentation"
+    task: FinetuneTask = "segmentation"
     label_fraction: float = Field(default=1.0, gt=0, le=1,
                                   description="Fixed, seeded share of labelled training studies.")
     linear_probe: bool = Field(default=False, description="Freeze the encoder; train the head only.")
