@@ -60,6 +60,7 @@ from simulations.benchmark_pretraining import (
 )
 from simulations.benchmark_provenance import code_commit
 from simulations.benchmark_sites import EVALUATED, SETTINGS, SITES, SiteRoles, arrange_sites
+from simulations.forest_plot import draw_forest
 from simulations.paired_stats import goals, summary
 
 if TYPE_CHECKING:
@@ -401,14 +402,8 @@ def forest_plot(paired: dict[str, dict[str, dict[str, Any]]], path: Path) -> Non
             for setting, by_fraction in paired.items() for fraction, diffs in by_fraction.items()
             for name, d in diffs.items()]
     fig, ax = plt.subplots(figsize=(8, 0.45 * len(rows) + 1.2), dpi=100)
-    for y, (_, d) in enumerate(rows):
-        ax.scatter(d["per_seed"], [y] * len(d["per_seed"]), s=12, color="0.6", zorder=2)
-        if d["ci95"]:
-            ax.plot(d["ci95"], [y, y], color="C0", lw=2, zorder=3)
-        ax.scatter([d["mean"]], [y], color="C0", marker="D", s=30, zorder=4)
-    ax.axvline(0, color="k", lw=0.8)
+    draw_forest(ax, [d for _, d in rows])
     ax.set_yticks(range(len(rows)), [label for label, _ in rows], fontsize=8)
-    ax.invert_yaxis()
     ax.set_xlabel("Dice difference (points): seeds (grey), mean and 95 % t-interval (blue)")
     fig.tight_layout()
     fig.savefig(path)

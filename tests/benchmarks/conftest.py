@@ -39,3 +39,8 @@ def overhead() -> ModuleType:
 @pytest.fixture(scope="module")
 def scale() -> ModuleType:
     return _load("scale_bench", "scale.py")
+
+
+@pytest.fixture(scope="module")
+def levers() -> ModuleType:
+    return _load("levers_bench", "levers.py")
