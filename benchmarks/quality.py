@@ -108,6 +108,7 @@ class QualityConfig:
     encoder_lr_scale: float = 1.0
     encoder_frozen_steps: int = 0
     augment_intensity: bool = False
+    min_region_ml: float = 0.0
     workers: int = 2
     pretext: str = "plane_intersection,variance_covariance:0.5"  # fedmm's default, --pretext form
     strategy: str = "fedavg"
@@ -184,7 +185,8 @@ def _run_job(job: Job, cfg_json: str, eval_root: str, cache_dir: str) -> Job:
         linear_probe=cfg["linear_probe"],
         encoder_lr_scale=cfg["encoder_lr_scale"] if job.encoder is not None else 1.0,
         encoder_frozen_steps=cfg["encoder_frozen_steps"] if job.encoder is not None else 0,
-        augment_intensity=cfg["augment_intensity"], data=DataConfig(spacing_mm=cfg["spacing_mm"]),
+        augment_intensity=cfg["augment_intensity"], min_region_ml=cfg["min_region_ml"],
+        data=DataConfig(spacing_mm=cfg["spacing_mm"]),
     )
     res = run_finetune(encoder=job.encoder, cfg=ft, data_root=Path(eval_root),
                        train_sites=[SiteRoles.pool(job.site)], test_sites=[SiteRoles.test(job.site)],
@@ -491,11 +493,14 @@ def parse_config(argv: list[str] | None) -> tuple[QualityConfig, argparse.Namesp
                              "first N steps (LP-FT; default 0; scratch always trains from step 1)")
     parser.add_argument("--augment-intensity", action="store_const", const=True, default=None,
                         help="fine-tuning control: per-modality intensity augmentation")
+    parser.add_argument("--min-region-ml", type=float, default=None,
+                        help="fine-tuning control: remove predicted components smaller than this "
+                             "many mL before scoring (default 0: none)")
     args = parser.parse_args(argv)
     cfg = QualityConfig.quick() if args.quick else QualityConfig()
     overrides: dict[str, Any] = {k: getattr(args, k) for k in (
         *KNOBS, "pretext", "strategy", "adadn_target", "linear_probe", "encoder_lr_scale",
-        "encoder_frozen_steps", "augment_intensity",
+        "encoder_frozen_steps", "augment_intensity", "min_region_ml",
         "update_dp_clip", "role") if getattr(args, k) is not None}
     for option, parse, valid, expected in LISTED:
         if raw := getattr(args, option):
@@ -514,6 +519,8 @@ def parse_config(argv: list[str] | None) -> tuple[QualityConfig, argparse.Namesp
         parser.error(f"--encoder-frozen-steps: expected 0 or more steps, without --linear-probe "
                      f"(which freezes the encoder for the whole run); got "
                      f"{cfg.encoder_frozen_steps}{' with --linear-probe' if cfg.linear_probe else ''}")
+    if not 0 <= cfg.min_region_ml <= 100:
+        parser.error(f"--min-region-ml: expected a volume from 0 to 100 mL, got {cfg.min_region_ml}")
     if cfg.adadn_target is not None and not any(
             part.partition(":")[0].strip() in ADADN_TASKS for part in cfg.pretext.split(",")):
         parser.error(f"--adadn-target: expected a --pretext with an AdaDN task "

@@ -59,6 +59,9 @@ def finetune_command(
     augment_intensity: Annotated[bool, typer.Option(
         help="Random per-modality intensity scaling and gamma on the training crops "
         "(segmentation).")] = False,
+    min_region_ml: Annotated[float, typer.Option(
+        help="Segmentation: remove each predicted region's connected components smaller "
+        "than this many mL before scoring (0 keeps all).")] = 0.0,
     seed: Annotated[int, typer.Option(help="Seed for the label subset, crops and init.")] = 0,
     out: Annotated[Path | None, typer.Option(help="Folder for finetune.json.")] = None,
 ) -> None:
@@ -70,7 +73,8 @@ def finetune_command(
                                              "context_fusion": context_fusion,
                                              "encoder_lr_scale": encoder_lr_scale,
                                              "encoder_frozen_steps": encoder_frozen_steps,
-                                             "augment_intensity": augment_intensity})
+                                             "augment_intensity": augment_intensity,
+                                             "min_region_ml": min_region_ml})
     except ValidationError as err:
         console.print(f"[red]{format_validation_error(err, source='options', model=FinetuneConfig)}[/]")
         raise typer.Exit(2) from err

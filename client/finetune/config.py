@@ -46,6 +46,10 @@ class FinetuneConfig(FrozenModel):
     augment_intensity: bool = Field(
         default=False, description="Random per-modality intensity scaling and gamma on the "
         "training crops (segmentation), as scanners differ between sites.")
+    min_region_ml: float = Field(
+        default=0.0, ge=0, le=100, description="Segmentation: remove each predicted region's "
+        "connected components smaller than this many millilitres before scoring (early "
+        "stopping and test); 0 keeps every predicted voxel.")
     weight_decay: float = Field(default=1e-5, ge=0)
     crop_size: int = Field(default=48, ge=16, description="Segmentation crop edge (multiple of 16).")
     class_size: int = Field(default=64, ge=16, description="Classification input edge (resized).")

@@ -21,6 +21,7 @@ from client.finetune.config import FinetuneConfig
 from client.finetune.data import early_stopping_split, label_subset, labelled_samples
 from client.finetune.early_stopping import EarlyStopping
 from client.finetune.segmentation import evaluate_segmentation, train_segmentation
+from client.finetune.small_regions import min_voxels
 from shared.config import ModelConfig, TrainConfig
 from shared.model import build_classifier, build_segmenter, resolve_preset
 from shared.model.downstream import encoder_parameters
@@ -93,12 +94,18 @@ def scratch_preset(cfg: FinetuneConfig, device: torch.device) -> str:
     return resolve_preset(ModelConfig(preset=cfg.preset), cuda_available=device.type == "cuda")
 
 
+def region_voxels(cfg: FinetuneConfig) -> int:
+    """``cfg.min_region_ml`` in voxels at the data's isotropic spacing."""
+    return min_voxels(cfg.min_region_ml, cfg.data.spacing_mm)
+
+
 def early_stopper(cfg: FinetuneConfig, held: list[dict[str, Any]],
                   device: torch.device) -> EarlyStopping:
     """The early stopping of ``cfg`` scored on the held-out labelled studies ``held``."""
     def score(model: torch.nn.Module) -> float:
         if cfg.task == "segmentation":
-            return evaluate_segmentation(model, held, crop=cfg.crop_size, device=device)["dice_mean"]
+            return evaluate_segmentation(model, held, crop=cfg.crop_size, device=device,
+                                         min_region_voxels=region_voxels(cfg))["dice_mean"]
         return -held_out_loss(model, held, size=cfg.class_size, device=device)
 
     return EarlyStopping(score=score, every=cfg.eval_every, patience=cfg.patience)
@@ -145,7 +152,8 @@ def run_finetune(
                                     crop=cfg.crop_size, optimizer=opt, device=device, seed=cfg.seed,
                                     augment_intensity=cfg.augment_intensity, stopper=stopper,
                                     schedule=schedule)
-        metrics = evaluate_segmentation(model, test, crop=cfg.crop_size, device=device)
+        metrics = evaluate_segmentation(model, test, crop=cfg.crop_size, device=device,
+                                        min_region_voxels=region_voxels(cfg))
     else:
         losses = train_classification(model, train, steps=cfg.steps, batch_size=cfg.batch_size,
                                       size=cfg.class_size, optimizer=opt, device=device, seed=cfg.seed,

@@ -22,6 +22,7 @@ from monai.transforms import (
 )
 
 from client.finetune.early_stopping import EarlyStopping
+from client.finetune.small_regions import remove_small_regions
 from client.finetune.step import optimizer_step
 
 REGIONS = ("tc", "wt", "et")  # MONAI's BraTS channel order: tumour core, whole tumour, enhancing
@@ -89,7 +90,8 @@ def train_segmentation(
 
 @torch.no_grad()
 def evaluate_segmentation(
-    model: torch.nn.Module, samples: Sequence[dict[str, Any]], *, crop: int, device: torch.device
+    model: torch.nn.Module, samples: Sequence[dict[str, Any]], *, crop: int, device: torch.device,
+    min_region_voxels: int = 0,
 ) -> dict[str, float]:
     """Whole-volume sliding-window Dice per region and their mean, BraTS-style (a region absent
     from both label and prediction scores 1, any predicted voxel where it is absent scores 0).
@@ -98,6 +100,8 @@ def evaluate_segmentation(
     mixes two things; they are also reported apart (keys absent when no case qualifies):
     ``dice_<r>_present`` averages only the cases that have the region (overlap quality) and
     ``false_positive_<r>`` is the share of cases without it that got some prediction anyway.
+    With ``min_region_voxels``, each region's predicted components smaller than that are
+    removed before scoring (client/finetune/small_regions.py).
     """
     model.eval()
     metric = DiceMetric(include_background=True, reduction="none", ignore_empty=False)
@@ -108,7 +112,7 @@ def evaluate_segmentation(
                                           overlap=0.25)
         if not isinstance(logits, torch.Tensor):
             raise TypeError(f"expected the model to return a tensor, got {type(logits).__name__}")
-        pred = (torch.sigmoid(logits) > 0.5).float()
+        pred = remove_small_regions((torch.sigmoid(logits) > 0.5).float(), min_size=min_region_voxels)
         target = to_regions(torch.as_tensor(s["label"]))[None].to(device)
         per_case.append(torch.as_tensor(metric(y_pred=pred, y=target)).cpu().numpy()[0])
         present.append(target[0].flatten(1).any(dim=1).cpu().numpy())

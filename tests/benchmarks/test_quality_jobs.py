@@ -84,7 +84,8 @@ def test_listed_options_are_checked_before_anything_runs(quality: ModuleType,
                            (["--encoder-frozen-steps", "-1"], "expected 0 or more steps"),
                            (["--encoder-frozen-steps", "5", "--linear-probe"], "5 with --linear-probe"),
                            (["--adadn-target", "pool_jitter"], "expected a --pretext with an AdaDN task"),
-                           (["--adadn-target", "elsewhere"], "invalid choice: 'elsewhere'")):
+                           (["--adadn-target", "elsewhere"], "invalid choice: 'elsewhere'"),
+                           (["--min-region-ml", "-1"], "expected a volume from 0 to 100 mL, got -1.0")):
         with pytest.raises(SystemExit) as exit_:
             quality.main(argv)
         assert exit_.value.code == 2, argv
@@ -114,20 +115,21 @@ def test_encoder_recipe_reaches_pretrained_encoders_only(quality: ModuleType,
 
     import client.finetune as finetune
 
-    seen: dict[str | None, tuple[float, int]] = {}
+    seen: dict[str | None, tuple[float, int, float]] = {}
 
     def fake_run_finetune(*, encoder, cfg, **_kw):  # type: ignore[no-untyped-def]
-        seen[encoder] = (cfg.encoder_lr_scale, cfg.encoder_frozen_steps)
+        seen[encoder] = (cfg.encoder_lr_scale, cfg.encoder_frozen_steps, cfg.min_region_ml)
         return finetune.FinetuneResult(task=cfg.task, encoder=str(encoder), metrics={"dice_mean": 0.5},
                                        train_studies=2, test_studies=1, seconds=0.0)
 
     monkeypatch.setattr(finetune, "run_finetune", fake_run_finetune)
-    cfg, _ = quality.parse_config(["--encoder-lr-scale", "0.1", "--encoder-frozen-steps", "7"])
+    cfg, _ = quality.parse_config(["--encoder-lr-scale", "0.1", "--encoder-frozen-steps", "7",
+                                   "--min-region-ml", "0.5"])
     cfg_json = json.dumps(asdict(cfg))
     for encoder in (None, "f.safetensors"):
         job = quality.Job("x", "in_federation", "site-2", encoder, "segmentation", 0.1, 0)
         quality._run_job(job, cfg_json, "e", "c")
-    assert seen == {None: (1.0, 0), "f.safetensors": (0.1, 7)}
+    assert seen == {None: (1.0, 0, 0.5), "f.safetensors": (0.1, 7, 0.5)}  # post-processing: every variant
 
 
 def test_an_adadn_target_reaches_the_pretraining_settings(quality: ModuleType) -> None:

@@ -131,6 +131,15 @@ def test_cli_frozen_warmup_is_recorded_and_checked(sites: Path, tmp_path: Path) 
     assert bad.exit_code == 2 and "has no effect" in bad.output
 
 
+def test_cli_small_region_removal_is_recorded_and_checked(sites: Path, tmp_path: Path) -> None:
+    result = run_fedmm("finetune", "--encoder", "none", "--data-root", str(sites), "--steps", "1",
+                       "--min-region-ml", "0.5", "--out", str(tmp_path / "out"))
+    assert result.exit_code == 0, result.output[-3000:] + repr(result.exception)
+    assert json.loads((tmp_path / "out" / "finetune.json").read_text())["config"]["min_region_ml"] == 0.5
+    bad = run_fedmm("finetune", "--encoder", "none", "--data-root", str(sites), "--min-region-ml", "-1")
+    assert bad.exit_code == 2 and "min_region_ml" in bad.output
+
+
 @pytest.mark.parametrize(("scale", "probe"), [(0.1, False), (1.0, True)])
 def test_encoder_trains_at_its_own_rate_or_not_at_all(scale: float, probe: bool) -> None:
     model = build_segmenter(None, in_channels=2, out_channels=3)
