@@ -85,3 +85,12 @@ def test_a_folder_without_results_or_with_a_foreign_file_is_refused(levers: Modu
         levers.main(["--in-dir", str(tmp_path), "--reference", str(tmp_path / "missing.json")])
     assert exit_.value.code == 2
 
+
+
+def test_the_committed_summary_is_the_one_its_files_give(levers: ModuleType) -> None:
+    """A screening added without re-running `python benchmarks/levers.py` fails here."""
+    folder = levers.RESULTS / "levers"
+    committed = json.loads((folder / "summary.json").read_text())
+    doc = levers.collect(folder, levers.RESULTS / "quality_validation.json")
+    assert json.loads(json.dumps({**doc, "command": committed["command"]})) == committed
+    assert committed["command"] == "python benchmarks/levers.py"
