@@ -183,9 +183,10 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out_dir or args.in_dir
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{SUMMARY}.json").write_text(json.dumps(doc, indent=2))
-    (out / f"{SUMMARY}.md").write_text(markdown(doc))
+    text = markdown(doc)
+    (out / f"{SUMMARY}.md").write_text(text)
     plot(doc, out / f"{SUMMARY}.png")
-    print(markdown(doc))
+    print(text)
     print(f"saved {out / (SUMMARY + '.md')}, .json and .png")
     return 0
 

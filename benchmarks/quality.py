@@ -55,6 +55,7 @@ from simulations.benchmark_pretraining import (
     TRANSFER_VARIANTS,
     UPDATE_DP_VARIANTS,
     PretrainSettings,
+    adadn_tasks,
     code_version,
     finished_pretraining,
 )
@@ -449,6 +450,17 @@ LISTED: tuple[tuple[str, Any, Any, str], ...] = (  # (option, parse, valid?, wha
 KNOBS = ("rounds", "local_steps", "finetune_steps", "classify_steps", "phantom_seed")
 
 
+def pretext_tasks(pretext: str, parser: argparse.ArgumentParser) -> list[dict[str, Any]]:
+    """``--pretext`` as task entries; an unknown task name ends the parse with its message."""
+    from shared.config import ConfigError
+    from shared.pretext.selection import parse_pretext_option
+
+    try:
+        return parse_pretext_option(pretext)
+    except ConfigError as err:
+        parser.error(str(err))
+
+
 def parse_config(argv: list[str] | None) -> tuple[QualityConfig, argparse.Namespace]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--role", choices=tuple(EVALUATED), default="validation",
@@ -521,8 +533,7 @@ def parse_config(argv: list[str] | None) -> tuple[QualityConfig, argparse.Namesp
                      f"{cfg.encoder_frozen_steps}{' with --linear-probe' if cfg.linear_probe else ''}")
     if not 0 <= cfg.min_region_ml <= 100:
         parser.error(f"--min-region-ml: expected a volume from 0 to 100 mL, got {cfg.min_region_ml}")
-    if cfg.adadn_target is not None and not any(
-            part.partition(":")[0].strip() in ADADN_TASKS for part in cfg.pretext.split(",")):
+    if cfg.adadn_target is not None and not adadn_tasks(pretext_tasks(cfg.pretext, parser)):
         parser.error(f"--adadn-target: expected a --pretext with an AdaDN task "
                      f"({', '.join(ADADN_TASKS)}), got {cfg.pretext!r}; add one, e.g. "
                      f"--pretext {ADADN_TASKS[0]}")

@@ -63,6 +63,12 @@ def code_version() -> str:
     return digest.hexdigest()
 
 
+def adadn_tasks(pretext: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The entries of a parsed ``--pretext`` list (``parse_pretext_option``) whose views
+    AdaDN augments."""
+    return [t for t in pretext if t["name"] in ADADN_TASKS]
+
+
 def pretraining_config(s: PretrainSettings, *, seed: int, num_sites: int,
                        update_noise: float | None = None, clip: float = 1.0) -> dict[str, Any]:
     """The RunConfig (as a raw dict) of every pretraining variant; with ``update_noise``, the
@@ -71,11 +77,11 @@ def pretraining_config(s: PretrainSettings, *, seed: int, num_sites: int,
 
     pretext = parse_pretext_option(s.pretext)
     if s.adadn_target is not None:
-        adadn_tasks = [t for t in pretext if t["name"] in ADADN_TASKS]
-        if not adadn_tasks:
+        tasks = adadn_tasks(pretext)
+        if not tasks:
             raise ValueError(f"adadn_target: expected a pretext with an AdaDN task "
                              f"({', '.join(ADADN_TASKS)}), got {s.pretext!r}")
-        for task in adadn_tasks:
+        for task in tasks:
             task["adadn"] = {"target": s.adadn_target}
     updates = ({"updates": {"enabled": True, "clipping": "client", "clipping_norm": clip,
                             "noise_multiplier": update_noise}} if update_noise is not None else {})
