@@ -8,7 +8,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -24,9 +24,6 @@ from client.deploy_config import (
     load_site_config,
     write_site_config,
 )
-from client.privacy_ledger import LEDGER_FILE, read_ledger
-from client.release import SiteRelease, make_release
-from client.site_check import SiteCheckReport, check_site
 from client.site_daemon import SiteDaemonConfigError, run_site_daemon
 from client.site_keypair import PRIVATE_KEY_FILE, create_site_keys
 from client.site_limits import check_site_limits
@@ -38,6 +35,10 @@ from shared.flower_cli import FlowerCommandNotFoundError
 from shared.run_file import read_run_file
 from shared.site_errors import SiteRefusal
 from shared.wire_keys import ConfigKey, RecordKey
+
+if TYPE_CHECKING:
+    from client.release import SiteRelease
+    from client.site_check import SiteCheckReport
 
 site_app = typer.Typer(help="Commands for hospital IT, run next to the site's data.",
                        no_args_is_help=True)
@@ -191,6 +192,8 @@ def check_command(config: SiteConfigOption = Path(SITE_CONFIG_FILE)) -> None:
     source = "" if site.run_file else "; fedmm's defaults: set run_file to the run's RUN.toml"
     console.print(f"Checking {site.data_dir} (layout {cfg.data.layout!r}, modalities "
                   f"{list(cfg.data.modalities)}, resampled to {cfg.data.spacing_mm:g} mm{source})")
+    from client.site_check import check_site  # reads volumes: torch and MONAI, only here
+
     report = check_site(cfg, SiteConfig(data_dir=site.data_dir, state_dir=site.state_dir))
     _print_check(report)
     _print_certificates(site)
@@ -322,6 +325,8 @@ def stats_command(
             raise _fail(err) from err
     if not data.is_dir():
         raise _fail(f"Data folder {data} is not a folder. Expected the site's data folder.")
+    from client.release import make_release  # reads volumes: torch and MONAI, only here
+
     with tempfile.TemporaryDirectory(prefix="fedmm-site-") as tmp:
         site_cfg = SiteConfig(data_dir=data.resolve(), state_dir=(state or Path(tmp)).resolve(),
                               limits=limits)
@@ -357,6 +362,8 @@ def _print_accounting(release: SiteRelease, *, kept: bool) -> None:
 @site_app.command("privacy")
 def privacy_command(config: SiteConfigOption = Path(SITE_CONFIG_FILE)) -> None:
     """Print the site's privacy ledger: every statistics release, the epsilon spent and left."""
+    from client.privacy_ledger import LEDGER_FILE, read_ledger  # OpenDP, only here
+
     site = _site_config(config)
     ledger = read_ledger(site.state_dir)
     limits = site.limits

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from server.atomic_files import write_atomic
 from server.release_checks import restore_pool
 from shared.stats_schema import StatsPool
 
@@ -19,25 +20,6 @@ CHECKPOINT_DIR = "checkpoints"
 STATE_FILE = "server_state.json"
 ENCODER_FILE = "encoder.safetensors"
 MODEL_CARD_FILE = "model_card.json"
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write via a temp file and rename, so a crash never leaves a torn file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, path)
-
-
-def read_json_object(path: Path) -> dict[str, Any]:
-    """A JSON object from a run folder that another process may be writing; {} while it is
-    missing or unreadable (the next poll reads it again)."""
-    try:
-        doc: dict[str, Any] = json.loads(path.read_text())
-        return doc
-    except (OSError, json.JSONDecodeError):
-        return {}
 
 
 def _save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:

@@ -20,7 +20,6 @@ from server.deploy_config import (
     load_server_config,
     write_server_config,
 )
-from server.deploy_run import DeployRunError, output_dir, prepare_run_config, run_on_superlink
 from server.proxy import ProxyError, write_proxy_config
 from server.site_registry import SiteRegistryError, list_sites, register_site, unregister_site
 from server.superlink_daemon import (
@@ -276,6 +275,10 @@ def run_command(
         "mlflow extra. Same as [tracking] mlflow_uri in RUN.toml.")] = None,
 ) -> None:
     """Run a federated pretraining on the SuperLink and follow it; exit 1 if it fails."""
+    # The run's code (torch, MONAI) is imported here only: the other `fedmm server` commands
+    # start without it.
+    from server.deploy_run import DeployRunError, output_dir, prepare_run_config, run_on_superlink
+
     cfg = _server_config(server_config)
     try:
         out_dir = output_dir(cfg, config, out)

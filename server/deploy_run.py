@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from server.checkpoints import STATE_FILE, CheckpointStore, read_json_object
+from server.atomic_files import read_json_object
+from server.checkpoints import STATE_FILE, CheckpointStore
 from server.deploy_config import CONNECTION, ServerDeployConfig
 from server.metrics_log import METRICS_FILE
 from server.protocol import PROGRESS_FILE

@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from server.checkpoints import write_atomic
+from server.atomic_files import write_atomic
 from server.tracking import RunTracker
 
 METRICS_FILE = "metrics.json"

@@ -17,7 +17,8 @@ import torch
 from flwr.app import ArrayRecord, ConfigRecord, Message, RecordDict
 from flwr.serverapp import Grid
 
-from server.checkpoints import CheckpointStore, export_encoder, write_atomic
+from server.atomic_files import write_atomic
+from server.checkpoints import CheckpointStore, export_encoder
 from server.metrics_log import MetricsLog
 from server.release_checks import ReleaseRejected, parse_release, round_trip_pool
 from server.stats_pool import pool_site_stats

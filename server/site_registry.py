@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from server.checkpoints import write_atomic
+from server.atomic_files import write_atomic
 from server.deploy_config import CONNECTION, ServerDeployConfig
 from server.superlink_daemon import write_connection
 from shared.flower_cli import flower_bin, flower_env

@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from server.checkpoints import read_json_object, write_atomic
+from server.atomic_files import read_json_object, write_atomic
 from shared.config import ConfigError, RunConfig, TrackingConfig, format_validation_error
 
 log = logging.getLogger(__name__)

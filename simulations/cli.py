@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 
 from client.cli import site_app
-from client.data.cli import data_app
+from client.data_cli import data_app
 from server.cli import server_app
 
 err_console = Console(stderr=True)

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from client.data.cli import data_app
 from client.data.detect import detect_layout
 from client.data.inspection import InspectReport, inspect_dataset
+from client.data_cli import data_app
 from tests.client.fake_layouts import fets2022, msd_task01
 
 runner = CliRunner()
@@ -67,3 +67,10 @@ def test_detection_points_at_a_recognisable_sub_folder(tmp_path: Path) -> None:
     fets2022(tmp_path / "downloads", per_site=(1,), corrupt_file=False)
     with pytest.raises(ValueError, match="MICCAI_FeTS2022_TrainingData looks like layout 'fets2022'"):
         detect_layout(tmp_path / "downloads")
+
+
+def test_the_data_commands_layout_names_are_the_registrys() -> None:
+    from client.data import available_adapters
+    from client.data_cli import LAYOUTS
+
+    assert list(LAYOUTS) == list(available_adapters())

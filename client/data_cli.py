@@ -1,4 +1,8 @@
-"""`fedmm data ...`: look at a dataset folder before simulating or joining a federation."""
+"""`fedmm data ...`: look at a dataset folder before simulating or joining a federation.
+
+It lives beside the `client.data` package, not in it: importing anything inside that package
+loads the whole data pipeline first.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +12,11 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from client.data.adapter import available_adapters
-from client.data.inspection import inspect_dataset, render_text
+# The layouts, by name, for --help and the unknown-name check: written out so that `fedmm data
+# --help` (and every `fedmm` command, which loads this group) starts without the data pipeline
+# (torch, MONAI). A test checks that it equals the adapter registry's names.
+LAYOUTS = ("brats2021", "brats2023", "chaos", "fets2022", "isles2022", "ixi", "manifest",
+           "msd_task01", "ucsf_pdgm", "upenn_gbm")
 
 data_app = typer.Typer(help="Inspect datasets in their original layouts.", no_args_is_help=True)
 _err = Console(stderr=True)
@@ -24,7 +31,7 @@ def _group() -> None:
 def inspect_command(
     path: Annotated[Path, typer.Argument(help="The dataset's folder (or a manifest CSV).")],
     layout: Annotated[str, typer.Option(
-        help="Layout name, or 'auto' to detect it. Layouts: " + ", ".join(available_adapters()) + ".",
+        help="Layout name, or 'auto' to detect it. Layouts: " + ", ".join(LAYOUTS) + ".",
     )] = "auto",
     output: Annotated[str, typer.Option(
         "--format", help="text (for people) or json (schema fedmm.data-inspect/1, docs/datasets.md).",
@@ -37,10 +44,12 @@ def inspect_command(
     if output not in ("text", "json"):
         _err.print(f"[red]--format must be 'text' or 'json', got {output!r}.[/]")
         raise typer.Exit(2)
-    if layout != "auto" and layout not in available_adapters():
+    if layout != "auto" and layout not in LAYOUTS:
         _err.print(f"[red]--layout {layout!r} is unknown; expected 'auto' or one of "
-                   f"{list(available_adapters())}.[/]")
+                   f"{list(LAYOUTS)}.[/]")
         raise typer.Exit(2)
+    from client.data.inspection import inspect_dataset, render_text  # the data pipeline, only here
+
     try:
         report = inspect_dataset(path, layout=layout, check=check)
     except ValueError as err:
