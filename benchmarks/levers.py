@@ -37,6 +37,8 @@ SUMMARY = "summary"
 #: The options every screening shares (docs/benchmark-protocol.md), left out of a lever's name.
 COMMON = {"--role": 1, "--tasks": 1, "--label-fractions": 1, "--variants": 1, "--name": 1,
           "--out-dir": 1, "--work-dir": 1}
+#: The screenings' label fraction; a lever that uses another keeps its --label-fractions in its name.
+SCREEN_FRACTION = "0.1"
 #: (key, heading): the columns of the table and the panels of the plot.
 COLUMNS = (("federated_minus_scratch", "federated - scratch"),
            ("federated_minus_local_only", "federated - local_only"),
@@ -48,6 +50,10 @@ def lever_name(command: str) -> str:
     """The options a screening's command adds to the common ones ("the defaults" when none)."""
     words, kept, i = command.split()[2:], [], 0   # after "python benchmarks/quality.py"
     while i < len(words):
+        if words[i] == "--label-fractions" and words[i + 1:i + 2] != [SCREEN_FRACTION]:
+            kept += words[i:i + 2]
+            i += 2
+            continue
         skip = COMMON.get(words[i])
         if skip is None:
             kept.append(words[i])
@@ -129,7 +135,7 @@ def markdown(doc: dict[str, Any]) -> str:
     text = (f"# Levers screened on validation\n\n`{doc['command']}`\n\n"
             f"Each row is one results file of `benchmarks/quality.py`, written by the command "
             f"printed in its .md. Dice points, in_federation unless marked unseen, at "
-            f"{doc['levers'][0]['label_fraction'] if doc['levers'] else 0.1:.0%} labels: the "
+            f"{float(SCREEN_FRACTION):.0%} labels (or the --label-fractions a lever names): the "
             f"mean over seeds and its 95 % t-interval. A screening passes when federated - "
             f"scratch lies above 0 with a mean of at least {doc['goal_min_gain_points']:g} and "
             f"federated - local_only lies above 0 (docs/benchmark-protocol.md). Levers, best "

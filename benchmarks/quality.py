@@ -447,7 +447,8 @@ LISTED: tuple[tuple[str, Any, Any, str], ...] = (  # (option, parse, valid?, wha
     ("tasks", str, lambda x: x in ("segmentation", "classification"),
      "segmentation and/or classification"),
     ("label_fractions", float, lambda x: 0 < x <= 1, "fractions in (0, 1]"))
-KNOBS = ("rounds", "local_steps", "finetune_steps", "classify_steps", "phantom_seed")
+KNOBS = ("rounds", "local_steps", "finetune_steps", "classify_steps", "phantom_seed",
+         "subjects_per_site")
 
 
 def pretext_tasks(pretext: str, parser: argparse.ArgumentParser) -> list[dict[str, Any]]:
@@ -531,6 +532,10 @@ def parse_config(argv: list[str] | None) -> tuple[QualityConfig, argparse.Namesp
         parser.error(f"--encoder-frozen-steps: expected 0 or more steps, without --linear-probe "
                      f"(which freezes the encoder for the whole run); got "
                      f"{cfg.encoder_frozen_steps}{' with --linear-probe' if cfg.linear_probe else ''}")
+    if cfg.subjects_per_site < cfg.test_studies + 2:
+        parser.error(f"--subjects-per-site: expected at least {cfg.test_studies + 2} (the "
+                     f"{cfg.test_studies} test studies of an evaluated site plus 2 pool studies "
+                     f"to label), got {cfg.subjects_per_site}")
     if not 0 <= cfg.min_region_ml <= 100:
         parser.error(f"--min-region-ml: expected a volume from 0 to 100 mL, got {cfg.min_region_ml}")
     if cfg.adadn_target is not None and not adadn_tasks(pretext_tasks(cfg.pretext, parser)):

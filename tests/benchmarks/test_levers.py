@@ -53,6 +53,13 @@ def test_each_screening_is_a_row_named_by_its_own_options(levers: ModuleType, tm
     assert control["mean"] == pytest.approx(0.0)
 
 
+def test_a_lever_with_another_label_fraction_keeps_it_in_its_name(levers: ModuleType) -> None:
+    assert levers.lever_name(f"{SCREEN} --rounds 12 --name x") == "--rounds 12"
+    other = SCREEN.replace("--label-fractions 0.1", "--label-fractions 0.043")
+    assert levers.lever_name(f"{other} --subjects-per-site 80 --out-dir o") == (
+        "--label-fractions 0.043 --subjects-per-site 80")
+
+
 def test_the_summary_is_written_by_its_command_and_reproduces(levers: ModuleType, tmp_path: Path,
                                                               capsys: pytest.CaptureFixture[str]) -> None:
     screens, out = tmp_path / "levers", tmp_path / "out"

@@ -85,7 +85,8 @@ def test_listed_options_are_checked_before_anything_runs(quality: ModuleType,
                            (["--encoder-frozen-steps", "5", "--linear-probe"], "5 with --linear-probe"),
                            (["--adadn-target", "pool_jitter"], "expected a --pretext with an AdaDN task"),
                            (["--adadn-target", "elsewhere"], "invalid choice: 'elsewhere'"),
-                           (["--min-region-ml", "-1"], "expected a volume from 0 to 100 mL, got -1.0")):
+                           (["--min-region-ml", "-1"], "expected a volume from 0 to 100 mL, got -1.0"),
+                           (["--subjects-per-site", "11"], "expected at least 12 (the 10 test studies")):
         with pytest.raises(SystemExit) as exit_:
             quality.main(argv)
         assert exit_.value.code == 2, argv
@@ -96,6 +97,8 @@ def test_the_protocols_settings_are_the_defaults(quality: ModuleType) -> None:
     cfg, args = quality.parse_config([])
     assert cfg.role == "validation" and len(cfg.seeds) >= 5 and min(cfg.label_fractions) == 0.1
     assert (cfg.subjects_per_site, cfg.test_studies, cfg.finetune_steps) == (40, 10, 1000)
+    more, _ = quality.parse_config(["--subjects-per-site", "80"])
+    assert (more.subjects_per_site, more.test_studies) == (80, 10)
     test, _ = quality.parse_config(["--role", "test"])
     assert test.role == "test" and args.name is None
 
