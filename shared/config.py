@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -228,6 +228,14 @@ PretextConfig = Annotated[
     | VarianceCovarianceConfig,
     Field(discriminator="name"),
 ]
+
+
+def pretext_task_names() -> list[str]:
+    """The pretext tasks a run config accepts, sorted: the names of PretextConfig's members
+    (read without importing the tasks themselves, which load torch and MONAI)."""
+    union = get_args(PretextConfig)[0]
+    members = get_args(union) or (union,)
+    return sorted(m.model_fields["name"].default for m in members)
 
 
 # --------------------------------------------------------------------------- training

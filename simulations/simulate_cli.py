@@ -1,4 +1,8 @@
-"""`simulate` (and `fedmm simulate`): a federation of virtual sites on Flower's simulation engine."""
+"""`simulate` (and `fedmm simulate`): a federation of virtual sites on Flower's simulation engine.
+
+torch, MONAI and Ray are imported when the command runs, not when it is loaded, so that
+`simulate --help` answers in about a second.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +15,7 @@ import typer
 from rich.console import Console
 
 from server.tracking import TrackingError, check_tracking
-from shared.config import ConfigError, StrategyName
-from shared.pretext import available_pretexts
-from shared.pretext.selection import parse_pretext_option
-from simulations.scenario import build_scenario, deep_merge, read_scenario_file
-from simulations.simulate import SCENARIO_FILE, SimulationError, run_simulation, summarize
+from shared.config import ConfigError, StrategyName, pretext_task_names
 
 console = Console()
 err_console = Console(stderr=True)
@@ -52,6 +52,8 @@ def _overrides(*, sites: int | None, rounds: int | None, local_steps: int | None
     if local_steps is not None:
         raw["train"] = {"local_steps": local_steps}
     if pretext is not None:
+        from shared.pretext.selection import parse_pretext_option
+
         raw["pretext"] = parse_pretext_option(pretext)
     if seed is not None:
         raw["seed"] = seed
@@ -71,7 +73,7 @@ def simulate_command(
     pretext: Annotated[str | None, typer.Option(
         help="Pretext tasks, comma-separated, each optionally NAME:WEIGHT, e.g. "
         f"'masked_modality_reconstruction,modality_puzzle:0.5'. Available: "
-        f"{', '.join(available_pretexts())}.")] = None,
+        f"{', '.join(pretext_task_names())}.")] = None,
     strategy: Annotated[str | None, typer.Option(
         help=f"Aggregation: {', '.join(get_args(StrategyName))} (default fedavg). Their "
         "settings live in the scenario's [federation.strategy]; robust ones need "
@@ -100,6 +102,9 @@ def simulate_command(
         "same path (docs/simulate.md). Default: a private Ray on this machine.")] = None,
 ) -> None:
     """Run a federated self-supervised pretraining on Flower's simulation engine."""
+    from simulations.scenario import build_scenario, deep_merge, read_scenario_file
+    from simulations.simulate import SCENARIO_FILE, SimulationError, run_simulation, summarize
+
     try:
         if resume is not None:
             saved = resume / SCENARIO_FILE

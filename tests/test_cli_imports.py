@@ -11,16 +11,29 @@ import sys
 HEAVY = ("torch", "monai", "opendp", "ray", "scipy", "mlflow")
 
 
-def test_importing_the_fedmm_command_loads_no_training_package() -> None:
-    code = ("import json, sys; import simulations.cli; "
+def loaded_heavy_packages(statement: str) -> list[str]:
+    """The packages of HEAVY that a fresh interpreter has loaded after ``statement``."""
+    code = (f"import json, sys\n{statement}\n"
             f"print(json.dumps(sorted(m for m in {HEAVY!r} if m in sys.modules)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+    return list(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def test_importing_the_fedmm_command_loads_no_training_package() -> None:
+    assert loaded_heavy_packages("import simulations.cli") == []
+
+
+def test_simulate_help_loads_no_training_package() -> None:
+    """`simulate --help` builds the whole option list, the pretext tasks' names included."""
+    statement = ("import typer, typer.testing\n"
+                 "from simulations.simulate_cli import simulate_command\n"
+                 "app = typer.Typer()\n"
+                 "app.command()(simulate_command)\n"
+                 "result = typer.testing.CliRunner().invoke(app, ['--help'])\n"
+                 "assert result.exit_code == 0 and 'plane_intersection' in result.output, result.output")
+    assert loaded_heavy_packages(statement) == []
 
 
 def test_the_heavy_commands_still_load_what_they_need() -> None:
     """The check above can fail: the site's data check does load torch and MONAI."""
-    code = ("import json, sys; import client.site_check; "
-            f"print(json.dumps(sorted(m for m in {HEAVY!r} if m in sys.modules)))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert {"torch", "monai"} <= set(json.loads(out.stdout.strip().splitlines()[-1]))
+    assert {"torch", "monai"} <= set(loaded_heavy_packages("import client.site_check"))

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import typing
-
 import pytest
 import torch
 
-from shared.config import PretextConfig, RunConfig, TrainConfig
+from shared.config import RunConfig, TrainConfig, pretext_task_names
 from shared.model import build_encoder
 from shared.pretext import TaskContext, available_pretexts, build_pretext, get_pretext_class
 from shared.pretext.registry import register_pretext
@@ -17,13 +15,8 @@ from tests.shared.fitting import fit
 MODS = ("t1", "t1ce", "t2", "flair")
 
 
-def config_names() -> set[str]:
-    members = typing.get_args(typing.get_args(PretextConfig)[0]) or (typing.get_args(PretextConfig)[0],)
-    return {m.model_fields["name"].default for m in members}
-
-
 def test_union_and_registry_agree() -> None:
-    assert config_names() == set(available_pretexts())
+    assert pretext_task_names() == available_pretexts()
 
 
 def test_duplicate_registration_is_refused() -> None:
