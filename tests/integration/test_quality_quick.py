@@ -54,6 +54,8 @@ def test_quality_quick(tmp_path: Path) -> None:
     assert (tmp_path / "results" / "quality_quick.png").stat().st_size > 5000
     assert "## Goals at 50% labels, in_federation" in (tmp_path / "results" / "quality_quick.md").read_text()
     assert (work / "federated-seed0" / "report.html").exists()
+    # the pretrainings' preprocessed studies were removed once each had its encoder
+    assert (work / "stats-seed0").is_dir() and not list(work.glob("*seed*/**/samples"))
     # a second run reuses every pretrained encoder (same code, same settings) and classifies
     again = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "quality.py"), "--quick", "--tasks", "classification",
