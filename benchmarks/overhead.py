@@ -81,7 +81,7 @@ def run_plain(scenario: Scenario, *, data_root: Path, sites: list[str], work: Pa
     check_sites(cfg, out_dir=work)  # fills the sites' data caches, as simulate does first
     if cfg.sites is None:
         raise ValueError("finalize_run_config returned a config without sites; expected them set")
-    site_cfgs = [SiteConfig(data_dir=d, state_dir=s)
+    site_cfgs = [SiteConfig(data_dir=d, state_dir=s, samples_dir=cfg.sites.samples_dir)
                  for d, s in (cfg.sites.site(k) for k in range(len(sites)))]
     pool = exact_pool(cfg, [s.data_dir for s in site_cfgs], state_root=work / "pool")
     torch.manual_seed(cfg.seed)  # the same initial weights as the federated server

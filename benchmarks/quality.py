@@ -470,9 +470,10 @@ def parse_config(argv: list[str] | None) -> tuple[QualityConfig, argparse.Namesp
     parser.add_argument("--quick", action="store_true", help="minutes-long smoke version")
     parser.add_argument("--out-dir", type=Path, default=RESULTS)
     parser.add_argument("--work-dir", type=Path, default=Path("runs") / "quality",
-                        help="pretrained encoders and their runs' logs and reports, reused when "
-                        "the code version and settings match; each run's preprocessed studies "
-                        "are removed once its encoder is written (default runs/quality)")
+                        help="pretrained encoders with their runs' logs and reports, reused when "
+                        "the code version and settings match (default runs/quality); the "
+                        "preprocessed studies are kept once per machine, under FEDMM_CACHE "
+                        "(default ~/.cache/fedmm)/preprocessed")
     parser.add_argument("--name", default=None, help="results file stem (default quality for the "
                         "test role, quality_validation, quality_quick)")
     for knob in KNOBS:

@@ -26,11 +26,13 @@ log = logging.getLogger(__name__)
 
 
 @functools.lru_cache(maxsize=4)
-def _cached_dataset(data_dir: Path, cache_dir: Path, data_json: str, seed: int) -> SiteDataset:
+def _cached_dataset(data_dir: Path, cache_dir: Path, data_json: str, seed: int,
+                    samples_dir: Path | None) -> SiteDataset:
     # Simulation reuses one process per site across rounds; deployment starts a fresh
     # process per message and relies on the on-disk cache inside load_site_dataset.
     return load_site_dataset(
-        data_dir, data=DataConfig.model_validate_json(data_json), cache_dir=cache_dir, seed=seed
+        data_dir, data=DataConfig.model_validate_json(data_json), cache_dir=cache_dir, seed=seed,
+        samples_dir=samples_dir,
     )
 
 
@@ -48,7 +50,7 @@ def open_dataset(cfg: RunConfig, site: SiteConfig) -> SiteDataset:
     """
     try:
         return _cached_dataset(site.data_dir, site.state_dir / "cache", cfg.data.model_dump_json(),
-                               cfg.seed)
+                               cfg.seed, site.samples_dir)
     except ValueError as err:
         raise NoUsableDataRefusal(str(err)) from err
 

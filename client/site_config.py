@@ -65,7 +65,8 @@ def resolve_site(node_config: Mapping[str, Any], cfg: RunConfig) -> SiteConfig:
         data_dir, state_dir = cfg.sites.site(int(node_config[PARTITION_KEY]))
         # A simulation's sites are the researcher's own folders: what the run config
         # asks to share, they share.
-        return SiteConfig(data_dir=data_dir, state_dir=state_dir, share_templates=True)
+        return SiteConfig(data_dir=data_dir, state_dir=state_dir, share_templates=True,
+                          samples_dir=cfg.sites.samples_dir)
     raise ValueError(
         f"Cannot tell where this site's data is: the node config has no {DATA_DIR_KEY!r} "
         f"(keys: {sorted(node_config)}), and the run config has no simulated 'sites' section. "

@@ -578,6 +578,10 @@ class SimulatedSitesConfig(FrozenModel):
     data_root: Path
     site_dirs: tuple[str, ...] = Field(min_length=1)
     state_root: Path
+    samples_dir: Path | None = Field(
+        default=None, description="One folder for every virtual site's preprocessed studies, "
+        "kept between runs on this machine (their file names hash each study's files and the "
+        "preprocessing, so sites and runs never read another's); None: each site's own cache.")
 
     def site(self, partition_id: int) -> tuple[Path, Path]:
         """Return (data_dir, state_dir) of virtual site ``partition_id``."""
@@ -721,6 +725,11 @@ class SiteConfig(FrozenModel):
         default=None,
         description="The site's own limits (a deployed site always has them; a simulated "
         "site, the researcher's own folder, has none).",
+    )
+    samples_dir: Path | None = Field(
+        default=None,
+        description="Where the site's preprocessed studies are cached (default "
+        "state_dir/cache/samples; simulated sites share a machine-wide folder).",
     )
 
 

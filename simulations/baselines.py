@@ -31,6 +31,7 @@ from shared.config import FedAvgConfig, ModelConfig, RunConfig, SiteConfig
 from shared.model import build_encoder, global_state, load_global_state, resolve_preset
 from shared.pretext.shared_heads import initial_head_arrays, split_arrays
 from shared.stats_schema import StatsPool
+from simulations.simulate import preprocessed_dir
 
 
 def pooled_site_folder(data_root: Path, sites: Sequence[str], dest: Path) -> Path:
@@ -82,7 +83,8 @@ def exact_pool(cfg: RunConfig, site_dirs: Sequence[Path], *, state_root: Path) -
     """Every site's exact (un-noised) per-modality statistics, as a pool."""
     per_modality: dict[str, list] = {}
     for k, site_dir in enumerate(site_dirs):
-        ds = open_dataset(cfg, SiteConfig(data_dir=site_dir, state_dir=state_root / f"stats-{k}"))
+        ds = open_dataset(cfg, SiteConfig(data_dir=site_dir, state_dir=state_root / f"stats-{k}",
+                                          samples_dir=preprocessed_dir()))
         own = own_modality_stats(summarize_site(ds.study_stats("train"),
                                                 modalities=cfg.data.modalities))
         for name, stats in own.items():
@@ -145,6 +147,7 @@ def _pretrain_visiting(
     arrays = {**global_state(encoder, site_local_norm=cfg.model.site_local_norm),
               **initial_head_arrays(cfg, encoder)}
     sites = [SiteConfig(data_dir=d, state_dir=out_dir / ("site" if len(site_dirs) == 1 else f"site-{k}"),
+                        samples_dir=preprocessed_dir(),
                         share_templates=True) for k, d in enumerate(site_dirs)]
     losses = []
     for server_round in range(1, rounds + 1):

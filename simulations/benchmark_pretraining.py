@@ -19,7 +19,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import shutil
 import statistics
 import time
 from dataclasses import dataclass
@@ -141,10 +140,8 @@ def pretrain(s: PretrainSettings, wanted: list[str], *, seed: int, federation_ro
 
     def timed(name: str, make: Any) -> None:
         t0 = time.perf_counter()
-        encoder = Path(make())
-        out["encoders"][name] = str(encoder)
+        out["encoders"][name] = str(make())
         out["seconds"][name] = time.perf_counter() - t0
-        drop_preprocessing_caches(encoder.parent)
 
     def federate(name: str, root: Path, raw: dict[str, Any]) -> Path:
         scenario = build_scenario({**raw, "simulation": {"sites": n, "data_root": str(root)}},
@@ -194,18 +191,7 @@ def pretrain(s: PretrainSettings, wanted: list[str], *, seed: int, federation_ro
             timed(name, lambda site=site: pretrain_alone(
                 run_cfg, data_dir=alone[site], rounds=s.rounds, steps_per_round=s.local_steps,
                 pool=None, out_dir=work / f"local-seed{seed}" / site))
-    drop_preprocessing_caches(work / f"stats-seed{seed}")   # the exact pool's, once it is used
     return out
-
-
-def drop_preprocessing_caches(run_dir: Path) -> None:
-    """Remove the preprocessed studies that a finished pretraining's sites cached under
-    ``run_dir`` (``<state_dir>/cache``: about 10 MB per study, so a screening of 5 seeds left
-    11 GB). The encoder, metrics, logs and site states stay; the benchmark reuses encoders,
-    never these caches, and each new pretraining preprocesses its own."""
-    for cache in sorted(run_dir.glob("**/cache")):
-        if cache.is_dir() and (cache / "samples").is_dir():
-            shutil.rmtree(cache)
 
 
 def finished_pretraining(s: PretrainSettings, wanted: list[str], *, seed: int, data_key: Any,

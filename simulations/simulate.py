@@ -38,6 +38,12 @@ def cache_root() -> Path:
     return Path(os.environ.get("FEDMM_CACHE", Path.home() / ".cache" / "fedmm")).expanduser()
 
 
+def preprocessed_dir() -> Path:
+    """Where this machine's simulated sites keep their preprocessed studies, shared by runs
+    and benchmarks (content-addressed: ``client.data.load_site_dataset``)."""
+    return (cache_root() / "preprocessed").resolve()
+
+
 def site_folders(data_root: Path) -> list[str]:
     """Site folders of a data root: its non-hidden sub-folders, sorted."""
     if not data_root.is_dir():
@@ -137,15 +143,23 @@ class SimulationResult:
 
 def finalize_run_config(scenario: Scenario, *, out_dir: Path, data_root: Path,
                         sites: list[str], resume: bool) -> RunConfig:
-    """Fill in what the harness owns: output folder, sites, resume flag, concrete preset."""
+    """Fill in what the harness owns: output folder, sites, resume flag, concrete preset.
+
+    The sites' preprocessed studies go to one folder of this machine's cache
+    (``preprocessed_dir()``), so a second run on the same data preprocesses nothing
+    and each run's folder keeps only its state. On an existing Ray cluster each site keeps
+    them in its own state folder instead: a path under this machine's home may not exist on
+    the other nodes.
+    """
     run = scenario.run
     preset = resolve_preset(run.model, cuda_available=torch.cuda.is_available())
     return run.model_copy(update={
         "out_dir": out_dir,
         "resume": resume,
         "model": ModelConfig(**{**run.model.model_dump(), "preset": preset}),
-        "sites": SimulatedSitesConfig(data_root=data_root, site_dirs=tuple(sites),
-                                      state_root=out_dir / "sites"),
+        "sites": SimulatedSitesConfig(
+            data_root=data_root, site_dirs=tuple(sites), state_root=out_dir / "sites",
+            samples_dir=preprocessed_dir() if scenario.simulation.ray_address is None else None),
     })
 
 

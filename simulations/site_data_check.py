@@ -38,7 +38,8 @@ class SiteDataCheck(SiteDataSummary):
 def _check_one(cfg: RunConfig, sites: SimulatedSitesConfig, index: int) -> SiteDataCheck:
     data_dir, state_dir = sites.site(index)
     summary = summarize_site_data(data_dir, data=cfg.data, cache_dir=state_dir / "cache",
-                                  seed=cfg.seed, problems_dir=state_dir)
+                                  seed=cfg.seed, problems_dir=state_dir,
+                                  samples_dir=sites.samples_dir)
     return SiteDataCheck(index=index, folder=sites.site_dirs[index], **asdict(summary))
 
 

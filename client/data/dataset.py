@@ -205,7 +205,7 @@ class SiteDataset:
 
 def load_site_dataset(
     data_dir: Path, *, data: DataConfig, cache_dir: Path, seed: int,
-    studies: Sequence[StudyRecord] | None = None,
+    studies: Sequence[StudyRecord] | None = None, samples_dir: Path | None = None,
 ) -> SiteDataset:
     """Discover, validate, cache and split one site's studies.
 
@@ -226,6 +226,10 @@ def load_site_dataset(
         seed: seeds the train/eval split.
         studies: an explicit list of studies to use instead of discovering ``data_dir``
             (e.g. one virtual site's share of a partitioned dataset).
+        samples_dir: where the preprocessed studies are kept (default
+            ``cache_dir/samples``). Each file is named by a hash of the study's id, files,
+            their sizes and times, the preprocessing settings and the pipeline's code, so a
+            folder can be shared by sites and runs on one machine (``simulate`` does).
 
     Raises:
         NoUsableStudyError: no readable study at all (a ValueError; the message lists the
@@ -238,6 +242,7 @@ def load_site_dataset(
     else:
         discovery = discover_site(Path(data_dir), layout=data.layout)
     cache_dir = Path(cache_dir)
+    samples_dir = Path(samples_dir) if samples_dir is not None else cache_dir / "samples"
     prep = preprocessing_fingerprint(data)
     transform = build_deterministic_transforms(data)
     index = StudyIndex.load(cache_dir)
@@ -253,7 +258,7 @@ def load_site_dataset(
         if entry is None:
             entry = _validate(
                 record, item, fingerprint=verdict_key, data=data, transform=transform,
-                cache_dir=cache_dir,
+                samples_dir=samples_dir,
             )
         entries.append((record.study_id, entry))
         problems.extend(entry.problems)
@@ -273,7 +278,6 @@ def load_site_dataset(
             problems=problems, num_studies=len(discovery.studies),
         )
     train_ids, eval_ids = split_studies(list(items), eval_fraction=data.eval_fraction, seed=seed)
-    samples_dir = cache_dir / "samples"
     splits: dict[Split, PersistentDataset] = {
         split: PersistentDataset(
             [items[i] for i in ids], transform=transform, cache_dir=samples_dir
@@ -315,7 +319,7 @@ def _study_folder(record: StudyRecord) -> Path:
 
 def _validate(
     record: StudyRecord, item: dict[str, Any], *, fingerprint: str, data: DataConfig,
-    transform: Compose, cache_dir: Path,
+    transform: Compose, samples_dir: Path,
 ) -> IndexEntry:
     """Load one study through the deterministic transforms (writing its cache file)."""
     if not any(m in record.images for m in data.modalities):
@@ -333,7 +337,7 @@ def _validate(
             header = read_header(path)
             if header is not None:
                 limits.check(header)
-        sample = PersistentDataset([item], transform=transform, cache_dir=cache_dir / "samples")[0]
+        sample = PersistentDataset([item], transform=transform, cache_dir=samples_dir)[0]
     except Exception as err:
         problem = data_problem_in(err)
         if problem is None:

@@ -76,7 +76,7 @@ class SiteDataSummary:
 
 
 def summarize_site_data(data_dir: Path, *, data: DataConfig, cache_dir: Path, seed: int,
-                        problems_dir: Path) -> SiteDataSummary:
+                        problems_dir: Path, samples_dir: Path | None = None) -> SiteDataSummary:
     """Open a site's data exactly as its ClientApp will (filling the cache it uses) and
     write its problem list to ``problems_dir/PROBLEMS_FILE`` (when there are problems).
 
@@ -85,7 +85,8 @@ def summarize_site_data(data_dir: Path, *, data: DataConfig, cache_dir: Path, se
     """
     problems: tuple[DataProblem, ...]
     try:
-        dataset = load_site_dataset(data_dir, data=data, cache_dir=cache_dir, seed=seed)
+        dataset = load_site_dataset(data_dir, data=data, cache_dir=cache_dir, seed=seed,
+                                    samples_dir=samples_dir)
         usable, problems, studies = dataset.num_studies, dataset.problems, dataset.num_studies
     except NoUsableStudyError as err:
         usable, problems, studies = 0, err.problems, err.num_studies

@@ -77,6 +77,8 @@ class _ReportBuilder:
         self.data_root = Path(data_root) if data_root is not None else (
             Path(sites_cfg["data_root"]) if sites_cfg.get("data_root") else None)
         self.site_dirs = list(site_dirs) if site_dirs is not None else list(sites_cfg.get("site_dirs") or [])
+        samples = sites_cfg.get("samples_dir")
+        self.samples_dir = Path(samples) if samples and Path(samples).is_dir() else None
         self.scratch = scratch
         self._opened: OpenedSites | None = None
 
@@ -96,7 +98,8 @@ class _ReportBuilder:
                                    "server_state.json and metrics.json have no config)")
             self._opened = open_sites(self.run, data_root=self.data_root, site_dirs=self.site_dirs,
                                       data=DataConfig.model_validate(self.cfg["data"]),
-                                      seed=int(self.cfg.get("seed", 0)), scratch=self.scratch)
+                                      seed=int(self.cfg.get("seed", 0)), scratch=self.scratch,
+                                      samples_dir=self.samples_dir)
             if not self._opened.sites:
                 raise MissingInput("no site's data could be opened: " + " ".join(self._opened.notes))
         return self._opened

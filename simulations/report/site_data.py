@@ -38,7 +38,7 @@ class OpenedSites:
 
 def open_sites(
     run: RunFolder, *, data_root: Path, site_dirs: Sequence[str], data: DataConfig, seed: int,
-    scratch: Path,
+    scratch: Path, samples_dir: Path | None = None,
 ) -> OpenedSites:
     """Open ``data_root/<site_dirs[k]>`` with the run's data settings and split seed.
 
@@ -53,6 +53,8 @@ def open_sites(
         data: the run's data settings.
         seed: the run's seed (it seeds the train/held-out split).
         scratch: a temporary folder for caches the run did not keep.
+        samples_dir: the machine-wide folder of preprocessed studies the run's sites used
+            (``sites.samples_dir`` of its config), when it still exists.
     """
     sites: list[ReportSite] = []
     notes: list[str] = []
@@ -61,7 +63,8 @@ def open_sites(
         if not cache.is_dir():
             cache = Path(scratch) / f"site-{index}"
         try:
-            dataset = load_site_dataset(Path(data_root) / name, data=data, cache_dir=cache, seed=seed)
+            dataset = load_site_dataset(Path(data_root) / name, data=data, cache_dir=cache, seed=seed,
+                                        samples_dir=samples_dir)
         except NoUsableStudyError as err:
             listed = run.site_state_dir(index) / PROBLEMS_FILE
             notes.append(no_usable_study_line(name, studies=err.num_studies, problems=len(err.problems),

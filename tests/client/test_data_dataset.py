@@ -154,6 +154,35 @@ def test_changed_files_are_validated_again(
     assert ds.num_studies == 4
 
 
+def test_a_shared_samples_folder_serves_another_run_without_preprocessing(
+    site: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Runs with their own cache folders (their study index) share the preprocessed studies."""
+    shared = tmp_path / "preprocessed"
+    data = small_config()
+    first = load_site_dataset(site, data=data, cache_dir=tmp_path / "run-1", seed=0, samples_dir=shared)
+    expected = {s["study_id"]: s["image"] for s in first.preprocessed("train")}
+    assert not (tmp_path / "run-1" / "samples").exists() and len(list(shared.glob("*.pt"))) == 5
+    from monai.data import PersistentDataset
+
+    # Headers are read again (the size check), the volumes are not preprocessed again.
+    monkeypatch.setattr(PersistentDataset, "_pre_transform",
+                        lambda *a, **k: pytest.fail("preprocessed again, although the samples are shared"))
+    again = load_site_dataset(site, data=data, cache_dir=tmp_path / "run-2", seed=0, samples_dir=shared)
+    assert again.num_studies == 5 and (tmp_path / "run-2" / "study_index.json").is_file()
+    for sample in again.preprocessed("train"):
+        assert torch.equal(sample["image"], expected[sample["study_id"]])
+
+
+def test_a_shared_samples_folder_keeps_other_settings_apart(site: Path, tmp_path: Path) -> None:
+    shared = tmp_path / "preprocessed"
+    coarse = load_site_dataset(site, data=small_config(spacing_mm=4.0), cache_dir=tmp_path / "a",
+                               seed=0, samples_dir=shared).preprocessed("train")[0]
+    fine = load_site_dataset(site, data=small_config(), cache_dir=tmp_path / "b", seed=0,
+                             samples_dir=shared).preprocessed("train")[0]
+    assert coarse["image"].shape[1:] != fine["image"].shape[1:] and len(list(shared.glob("*.pt"))) == 10
+
+
 def test_other_preprocessing_settings_do_not_reuse_the_cache(site: Path, tmp_path: Path) -> None:
     coarse = _open(site, tmp_path / "cache", spacing_mm=4.0).preprocessed("train")[0]
     fine = _open(site, tmp_path / "cache").preprocessed("train")[0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -150,6 +151,11 @@ def test_site_state_is_kept_on_the_sites_disk(tiny_run) -> None:
     _, out, _ = tiny_run
     states = sorted((out / "sites").glob("site-*/site_state.pt"))
     assert len(states) == 2
+    # their preprocessed studies are in this machine's cache, shared by runs; the run's
+    # folder keeps each site's study index only
+    assert (out / "sites" / "site-0" / "cache" / "study_index.json").is_file()
+    assert not list((out / "sites").glob("site-*/cache/samples"))
+    assert len(list((Path(os.environ["FEDMM_CACHE"]) / "preprocessed").glob("*.pt"))) >= 8
 
 
 def test_no_background_process_is_left(tiny_run) -> None:

@@ -119,8 +119,6 @@ def test_the_bf16_variant_is_the_federated_run_with_bfloat16_replies(
 
     def fake_run(scenario: Any, *, out_dir: Path, **_: Any) -> Any:
         sent[out_dir.name] = scenario.run.federation.transfer_dtype
-        (out_dir / "sites" / "site-0" / "cache" / "samples").mkdir(parents=True)
-        (out_dir / "sites" / "site-0" / "site_state.pt").write_bytes(b"state")
         return type("Result", (), {"out_dir": out_dir})()
 
     monkeypatch.setattr(simulate, "run_simulation", fake_run)
@@ -129,18 +127,3 @@ def test_the_bf16_variant_is_the_federated_run_with_bfloat16_replies(
     assert sent == {"federated-seed4": "float32", "federated_bf16-seed4": "bfloat16"}
     assert set(out["encoders"]) == {"federated", "federated_bf16"}
     assert "update_privacy" not in out
-    for run in ("federated-seed4", "federated_bf16-seed4"):   # each run's caches were removed
-        site = tmp_path / "work" / run / "sites" / "site-0"
-        assert (site / "site_state.pt").is_file() and not (site / "cache").exists()
-
-
-def test_only_the_preprocessing_caches_of_a_finished_run_are_removed(tmp_path: Path) -> None:
-    for state in ("sites/site-0", "sites/site-1", "site"):
-        (tmp_path / state / "cache" / "samples").mkdir(parents=True)
-        (tmp_path / state / "cache" / "samples" / "a.pt").write_bytes(b"x" * 100)
-        (tmp_path / state / "cache" / "study_index.json").write_text("{}")
-    (tmp_path / "report" / "cache").mkdir(parents=True)     # a folder named cache, not a site's
-    (tmp_path / "encoder.safetensors").write_bytes(b"w")
-    bp.drop_preprocessing_caches(tmp_path)
-    assert not list(tmp_path.glob("**/samples"))
-    assert (tmp_path / "report" / "cache").is_dir() and (tmp_path / "encoder.safetensors").is_file()

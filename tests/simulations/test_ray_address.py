@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from shared.config import ConfigError
 from simulations.scenario import SimulationConfig, build_scenario
-from simulations.simulate import federation_config
+from simulations.simulate import federation_config, finalize_run_config, preprocessed_dir
 from tests.simulations.ray_cluster import local_ray_cluster
 
 
@@ -32,6 +33,18 @@ def test_on_a_cluster_ray_gets_no_cpu_count() -> None:
     remote = federation_config(4, SimulationConfig(ray_address="127.0.0.1:6379", client_cpus=2))
     assert "init-args-num-cpus" not in remote
     assert "num-supernodes=4" in remote and "client-resources-num-cpus=2" in remote
+
+
+def test_on_a_cluster_each_site_keeps_its_preprocessed_studies_in_its_own_state(tmp_path: Path) -> None:
+    """This machine's cache path may not exist on the cluster's other nodes."""
+    def sites(raw: dict) -> Any:
+        cfg = finalize_run_config(build_scenario(raw, source="t"), out_dir=tmp_path / "run",
+                                  data_root=tmp_path, sites=["a", "b"], resume=False)
+        return cfg.sites
+
+    here = sites({})
+    assert here.samples_dir == preprocessed_dir() and here.samples_dir.is_absolute()
+    assert sites({"simulation": {"ray_address": "127.0.0.1:6379"}}).samples_dir is None
 
 
 @pytest.mark.slow
