@@ -14,7 +14,7 @@ per loop and the ratio of the medians. On CUDA it also records the peak GPU memo
 the GPU's busy share sampled while training (when torch can read it).
 
     python benchmarks/throughput.py [--steps 20] [--repeats 5] [--device auto] [--out FILE]
-                                    [--allow-busy]
+                                    [--channels-last] [--compile] [--allow-busy]
 
 Refuses (exit 3, nothing measured or written) when the 1-minute load average exceeds the
 core count, unless ``--allow-busy``. Writes benchmarks/results/throughput.json with the
@@ -160,6 +160,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--pretext", default=None,
                         help="task mixture as for simulate --pretext (default: fedmm's default)")
     parser.add_argument("--subjects", type=int, default=8, help="phantom subjects on the site")
+    parser.add_argument("--channels-last", action="store_true",
+                        help="both loops with train.channels_last (3D conv weights channels-last)")
+    parser.add_argument("--compile", action="store_true",
+                        help="both loops with train.compile (torch.compile of the encoder; the "
+                             "warm-up pays the compilation)")
     parser.add_argument("--allow-busy", action="store_true",
                         help="measure even when the load average exceeds the core count")
     parser.add_argument("--out", type=Path, default=RESULT)
@@ -174,7 +179,8 @@ def run_config(args: argparse.Namespace) -> RunConfig:
     raw: dict[str, Any] = {
         "model": {"preset": args.preset},
         "data": {"crop_size": args.crop_size, "batch_size": args.batch_size},
-        "train": {"local_steps": args.steps, "device": args.device},
+        "train": {"local_steps": args.steps, "device": args.device,
+                  "channels_last": args.channels_last, "compile": args.compile},
     }
     if args.pretext:
         raw["pretext"] = parse_pretext_option(args.pretext)
@@ -208,7 +214,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                    "preset": resolve_preset(cfg.model, cuda_available=device.type == "cuda"),
                    "crop_size": args.crop_size, "batch_size": args.batch_size,
                    "pretext": [{"name": t.name, "weight": t.weight} for t in cfg.pretext],
-                   "amp": cfg.train.amp and device.type == "cuda"},
+                   "amp": cfg.train.amp and device.type == "cuda",
+                   "channels_last": cfg.train.channels_last, "compile": cfg.train.compile},
         "plain_samples_per_s": spread(plain),
         "fedmm_samples_per_s": spread(fed),
         "ratio": ratio_of_medians(fed, plain),

@@ -1,4 +1,4 @@
-"""Picks the torch device and mixed-precision context for a site at run time."""
+"""Picks the torch device, how the model sits on it and the mixed-precision context, at run time."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import contextlib
 from collections.abc import Iterator
 
 import torch
+from torch import nn
 
 from shared.config import TrainConfig
 
@@ -20,6 +21,25 @@ def select_device(train: TrainConfig) -> torch.device:
     if train.device == "cpu" or not torch.cuda.is_available():
         return torch.device("cpu")
     return torch.device("cuda")
+
+
+def place_model(module: nn.Module, device: torch.device, train: TrainConfig) -> nn.Module:
+    """``module`` on ``device``, its 3D convolution weights channels-last when
+    ``train.channels_last``, compiled when ``train.compile``; the same module, changed in place.
+
+    Channels-last weights are enough: a convolution runs channels-last when its input or its
+    weight is, and its output keeps that format. ``nn.Module.compile`` leaves the module's
+    parameters and state-dict keys as they are, so weights load and leave unchanged.
+    """
+    module.to(device)
+    if train.channels_last:
+        # Per layer: ``module.to(memory_format=...)`` would refuse a head's 2D convolutions.
+        for layer in module.modules():
+            if isinstance(layer, nn.Conv3d | nn.ConvTranspose3d):
+                layer.weight.data = layer.weight.data.contiguous(memory_format=torch.channels_last_3d)
+    if train.compile:
+        module.compile()
+    return module
 
 
 @contextlib.contextmanager

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from client.data import SiteDataset, load_site_dataset
-from client.device import select_device
+from client.device import place_model, select_device
 from client.site_state import SiteState
 from client.stats import own_modality_stats, summarize_site
 from shared.config import DataConfig, RunConfig, SiteConfig
@@ -93,8 +93,9 @@ class SiteSession:
                 head.load_state_dict(state.heads[name])
         if state.encoder_local:
             encoder.load_state_dict(state.encoder_local, strict=False)
-        pretext.heads.to(device)
-        return cls(cfg, site, dataset, device, encoder.to(device), pretext, state)
+        place_model(pretext.heads, device, cfg.train.model_copy(update={"compile": False}))
+        place_model(encoder, device, cfg.train)
+        return cls(cfg, site, dataset, device, encoder, pretext, state)
 
     @property
     def heads(self) -> nn.ModuleDict:
@@ -105,7 +106,7 @@ class SiteSession:
         """The encoder entries that never leave the site."""
         glob = set(global_parameter_names(self.encoder, site_local_norm=self.cfg.model.site_local_norm))
         return {
-            k: v.detach().cpu()
+            k: v.detach().cpu().contiguous()
             for k, v in self.encoder.state_dict().items()
             if f"{ENCODER_PREFIX}{k}" not in glob
         }
@@ -114,7 +115,7 @@ class SiteSession:
                    optimizer_signature: str = "") -> None:
         """Persist head, site-local encoder parts and optimizer to the site's disk."""
         for name, head in self.heads.items():
-            self.state.heads[name] = {k: v.detach().cpu() for k, v in head.state_dict().items()}
+            self.state.heads[name] = {k: v.detach().cpu().contiguous() for k, v in head.state_dict().items()}
         self.state.encoder_local = self.local_encoder_state()
         if optimizer is not None:
             self.state.optimizer = optimizer.state_dict()

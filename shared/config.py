@@ -249,6 +249,16 @@ class TrainConfig(FrozenModel):
     weight_decay: float = Field(default=1e-4, ge=0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: bool = Field(default=True, description="bfloat16 autocast on CUDA (ignored on CPU).")
+    channels_last: bool = Field(
+        default=False,
+        description="Keep the encoder's and heads' 3D convolution weights in channels-last "
+        "memory format (torch.channels_last_3d), so their convolutions run channels-last; "
+        "benchmarks/throughput.py --channels-last measures it.")
+    compile: bool = Field(
+        default=False,
+        description="torch.compile the encoder (nn.Module.compile: its state dict, and so what "
+        "leaves the site, is unchanged); the first steps pay the compilation; "
+        "benchmarks/throughput.py --compile measures it.")
     eval_batches: int = Field(default=2, ge=1, description="Held-out batches per evaluation.")
 
 

@@ -68,15 +68,22 @@ def idle_load(*, allow_busy: bool) -> dict[str, Any] | None:
         return None
 
 
+#: Names the commit of a copy of the code that has no git history (a tree copied to a GPU
+#: machine); used only where git cannot say, and marked as given in the result.
+COMMIT_ENV = "FEDMM_CODE_COMMIT"
+
+
 def code_commit() -> str:
-    """The git commit of this checkout (``+dirty`` when tracked files have changes)."""
+    """The git commit of this checkout (``+dirty`` when tracked files have changes); in a copy
+    without git history, ``$FEDMM_CODE_COMMIT`` marked as given, else ``unknown``."""
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
                              text=True, check=True).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
                                capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+        given = os.environ.get(COMMIT_ENV, "").strip()
+        return f"{given} (given by {COMMIT_ENV}: no git checkout)" if given else "unknown"
     return sha + ("+dirty" if dirty else "")
 
 

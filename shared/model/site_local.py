@@ -33,10 +33,11 @@ def global_parameter_names(encoder: nn.Module, *, site_local_norm: bool) -> list
 def global_state(
     encoder: nn.Module, *, site_local_norm: bool
 ) -> dict[str, torch.Tensor]:
-    """The aggregatable part of the encoder's state, keyed as on the wire."""
+    """The aggregatable part of the encoder's state, keyed as on the wire, each tensor
+    contiguous on the CPU (whatever memory format the site trains in)."""
     names = set(global_parameter_names(encoder, site_local_norm=site_local_norm))
     return {
-        f"{ENCODER_PREFIX}{k}": v.detach().cpu()
+        f"{ENCODER_PREFIX}{k}": v.detach().cpu().contiguous()
         for k, v in encoder.state_dict().items()
         if f"{ENCODER_PREFIX}{k}" in names
     }

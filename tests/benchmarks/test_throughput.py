@@ -56,3 +56,25 @@ def test_both_loops_train_the_default_mixture(throughput: ModuleType) -> None:
 
     assert cfg.pretext == RunConfig().pretext and len(cfg.pretext) == 2
     assert cfg.data.crop_size == RunConfig().data.crop_size
+
+
+def test_channels_last_and_compile_reach_both_loops_config(throughput: ModuleType) -> None:
+    plain = throughput.run_config(throughput.parse_args([]))
+    assert not plain.train.channels_last and not plain.train.compile
+    both = throughput.run_config(throughput.parse_args(["--channels-last", "--compile"]))
+    assert both.train.channels_last and both.train.compile
+
+
+def test_a_copy_without_git_names_the_given_commit_as_given(tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(benchmark_provenance, "ROOT", tmp_path)  # no repository here
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))
+    monkeypatch.delenv(benchmark_provenance.COMMIT_ENV, raising=False)
+    assert benchmark_provenance.code_commit() == "unknown"
+    monkeypatch.setenv(benchmark_provenance.COMMIT_ENV, "abc123")
+    assert benchmark_provenance.code_commit() == "abc123 (given by FEDMM_CODE_COMMIT: no git checkout)"
+
+
+def test_a_git_checkout_ignores_the_given_commit(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(benchmark_provenance.COMMIT_ENV, "abc123")
+    assert "abc123" not in benchmark_provenance.code_commit()

@@ -1,7 +1,8 @@
 """The CUDA path, end to end (marker ``gpu``; skipped without CUDA; `make gpu-check` runs it).
 
 Device choice, bf16 autocast with finite losses for every pretext task and the default
-mixture, a site's training and evaluation round on CUDA, `fedmm finetune` on CUDA, and a
+mixture, a site's training and evaluation round on CUDA (also with channels-last weights and
+with a compiled encoder), `fedmm finetune` on CUDA, and a
 4-site `simulate` whose sites share one GPU through fractional GPU resources.
 """
 
@@ -96,6 +97,22 @@ def test_a_site_round_trains_and_evaluates_on_cuda(site: SiteConfig) -> None:
     assert all(v.device.type == "cpu" for v in result.arrays.values())  # what leaves is on CPU
     held = evaluate_round(cfg=cfg, site=site, global_arrays=result.arrays, pool=None, server_round=1)
     assert math.isfinite(held.metrics["eval-loss"])
+
+
+@pytest.mark.parametrize("option", ["channels_last", "compile"])
+def test_a_site_round_trains_on_cuda_with_each_speed_option(site: SiteConfig, option: str) -> None:
+    cfg = RunConfig.model_validate({
+        "model": {"preset": "gpu-base"},
+        "data": {"crop_size": 16, "spacing_mm": SPACING, "batch_size": 2, "hist_bins": 8},
+        "train": {"local_steps": 3, "eval_batches": 1, "device": "cuda", option: True},
+        "privacy": {"min_studies": 3},
+    })
+    torch.manual_seed(0)
+    arrays = global_state(build_encoder("gpu-base"), site_local_norm=True)
+    result = train_round(cfg=cfg, site=site, global_arrays=arrays, pool=None, server_round=1)
+    assert math.isfinite(result.metrics["train-loss"]) and result.metrics["steps"] == 3
+    assert result.arrays.keys() == arrays.keys()
+    assert all(v.device.type == "cpu" and v.is_contiguous() for v in result.arrays.values())
 
 
 def test_finetune_runs_on_cuda(tmp_path: Path) -> None:
