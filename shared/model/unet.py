@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from monai.networks.blocks import Convolution, ResidualUnit
 from torch import nn
 
@@ -16,7 +17,9 @@ class EncoderUNet(nn.Module):
     The up path mirrors MONAI's ``UNet``: a stride-2 transposed convolution per stage,
     concatenation with the encoder feature map of the same resolution, a residual unit.
     A final transposed convolution returns to the input resolution and a 1x1x1
-    convolution gives the logits. Input edges must be multiples of ``2 ** stages``.
+    convolution gives the logits. An input edge that is not a multiple of
+    :attr:`size_multiple` (16 for cpu-small, 32 for gpu-base) is zero-padded to one on both
+    sides and the logits cropped back, so any crop size works; a multiple avoids the padding.
 
     Args:
         encoder: the (possibly pretrained) encoder behind a modality fusion stem.
@@ -46,13 +49,26 @@ class EncoderUNet(nn.Module):
                                is_transposed=encoder.first_stride > 1, norm=norm, act="PRELU")
         self.head = Convolution(3, ch[0], out_channels, kernel_size=1, conv_only=True)
 
+    @property
+    def size_multiple(self) -> int:
+        """The down path divides each edge by this (stage 0's stride, then 2 per stage)."""
+        return int(self.encoder.first_stride) * 2 ** (len(self.encoder.channels) - 1)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(N, M, D, H, W)`` -> logits ``(N, out_channels, D, H, W)``."""
+        size = tuple(int(s) for s in x.shape[2:])
+        extra = [(-s) % self.size_multiple for s in size]
+        if any(extra):  # F.pad lists the last dimension first: (W lo, W hi, H lo, H hi, D lo, D hi)
+            x = F.pad(x, [p for e in reversed(extra) for p in (e // 2, e - e // 2)])
         feats = self.encoder.forward_features(x)
         y = feats[-1] if self.context_fusion is None else self.context_fusion(feats[-1])
         for up, fuse, skip in zip(self.ups, self.fuse, reversed(feats[:-1]), strict=True):
             y = fuse(torch.cat([up(y), skip], dim=1))
-        return self.head(self.top(y))
+        logits = self.head(self.top(y))
+        if any(extra):
+            d, h, w = (e // 2 for e in extra)
+            logits = logits[..., d:d + size[0], h:h + size[1], w:w + size[2]]
+        return logits
 
 
 class EncoderClassifier(nn.Module):

@@ -49,6 +49,31 @@ def test_shapes_and_fusion_learns(exported) -> None:
     assert clf(torch.rand(2, 4, 32, 32, 32)).shape == (2, 2)
 
 
+@pytest.mark.parametrize(("preset", "multiple", "size"), [("cpu-small", 16, (24, 20, 17)),
+                                                         ("gpu-base", 32, (48, 48, 48))])
+def test_any_crop_size_works_edges_off_the_multiple_are_padded(preset: str, multiple: int,
+                                                               size: tuple[int, int, int]) -> None:
+    """gpu-base halves each edge 5 times: fedmm finetune's default crop (48) once failed on
+    CUDA with a size mismatch in the up path."""
+    torch.manual_seed(0)
+    net = build_segmenter(None, in_channels=2, out_channels=3, preset=preset)
+    assert net.size_multiple == multiple
+    x = torch.rand(1, 2, *size, requires_grad=True)
+    out = net(x)
+    assert out.shape == (1, 3, *size)
+    out.mean().backward()
+    assert x.grad is not None and bool((x.grad != 0).all())  # every input voxel reaches the logits
+
+
+def test_an_edge_off_the_multiple_sees_zeros_on_both_sides(exported) -> None:
+    path, _ = exported
+    net = build_segmenter(path, in_channels=1, out_channels=1).eval()
+    x = torch.rand(1, 1, 40, 40, 40)  # cpu-small: padded to 48, 4 voxels on each side
+    with torch.no_grad():
+        by_hand = net(torch.nn.functional.pad(x, [4] * 6))[..., 4:44, 4:44, 4:44]
+        torch.testing.assert_close(net(x), by_hand)
+
+
 def test_wrong_modality_count_is_refused(exported) -> None:
     path, _ = exported
     with pytest.raises(ValueError, match=r"expected \(N, 4, D, H, W\)"):
