@@ -5,8 +5,9 @@ another) with AdamW on the same site's cached data, batch size and crops. The pl
 is what a researcher would write by hand: per task, views, forward and loss; the weighted
 sum; backward; step. fedmm's loop is ``client.train.train_round`` as a site runs it: it
 also restores and saves the site's local state, loads the global weights and collects
-metrics, so the ratio shows what that costs (goal: fedmm >= 0.9 x plain). Samples are
-optimizer steps x batch size in both loops.
+metrics, so the ratio shows what that costs (goal: fedmm >= 0.9 x plain); on CUDA it also
+makes the next step's batch and views in a background thread (``--prefetch``, default auto),
+which the plain loop does not. Samples are optimizer steps x batch size in both loops.
 
 The loops alternate (plain, fedmm, then fedmm, plain, ...) for ``--repeats`` rounds (at
 least 5), so drift hits both alike; the result holds every measurement, min/median/max
@@ -14,7 +15,8 @@ per loop and the ratio of the medians. On CUDA it also records the peak GPU memo
 the GPU's busy share sampled while training (when torch can read it).
 
     python benchmarks/throughput.py [--steps 20] [--repeats 5] [--device auto] [--out FILE]
-                                    [--channels-last] [--compile] [--allow-busy]
+                                    [--prefetch auto|on|off] [--channels-last] [--compile]
+                                    [--allow-busy]
 
 Refuses (exit 3, nothing measured or written) when the 1-minute load average exceeds the
 core count, unless ``--allow-busy``. Writes benchmarks/results/throughput.json with the
@@ -160,6 +162,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--pretext", default=None,
                         help="task mixture as for simulate --pretext (default: fedmm's default)")
     parser.add_argument("--subjects", type=int, default=8, help="phantom subjects on the site")
+    parser.add_argument("--prefetch", default="auto", choices=["auto", "on", "off"],
+                        help="fedmm's loop makes the next step's inputs in a background thread "
+                             "(train.prefetch; auto: on CUDA); the plain loop never does")
     parser.add_argument("--channels-last", action="store_true",
                         help="both loops with train.channels_last (3D conv weights channels-last)")
     parser.add_argument("--compile", action="store_true",
@@ -180,7 +185,8 @@ def run_config(args: argparse.Namespace) -> RunConfig:
         "model": {"preset": args.preset},
         "data": {"crop_size": args.crop_size, "batch_size": args.batch_size},
         "train": {"local_steps": args.steps, "device": args.device,
-                  "channels_last": args.channels_last, "compile": args.compile},
+                  "channels_last": args.channels_last, "compile": args.compile,
+                  "prefetch": args.prefetch},
     }
     if args.pretext:
         raw["pretext"] = parse_pretext_option(args.pretext)
@@ -215,7 +221,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                    "crop_size": args.crop_size, "batch_size": args.batch_size,
                    "pretext": [{"name": t.name, "weight": t.weight} for t in cfg.pretext],
                    "amp": cfg.train.amp and device.type == "cuda",
-                   "channels_last": cfg.train.channels_last, "compile": cfg.train.compile},
+                   "channels_last": cfg.train.channels_last, "compile": cfg.train.compile,
+                   "prefetch": cfg.train.prefetch},
         "plain_samples_per_s": spread(plain),
         "fedmm_samples_per_s": spread(fed),
         "ratio": ratio_of_medians(fed, plain),

@@ -42,6 +42,12 @@ def place_model(module: nn.Module, device: torch.device, train: TrainConfig) -> 
     return module
 
 
+def prefetch_ahead(train: TrainConfig, device: torch.device) -> int:
+    """Steps whose inputs are made ahead (client/prefetch.py): 1 when ``train.prefetch`` is
+    ``on``, or ``auto`` on CUDA; else 0."""
+    return int(train.prefetch == "on" or (train.prefetch == "auto" and device.type == "cuda"))
+
+
 @contextlib.contextmanager
 def autocast_for(device: torch.device, *, enabled: bool) -> Iterator[None]:
     """bfloat16 autocast on CUDA (no loss scaling needed); a no-op on CPU."""

@@ -11,13 +11,15 @@ from dataclasses import dataclass
 
 import torch
 
-from client.device import autocast_for
+from client.device import autocast_for, prefetch_ahead
 from client.fedema import FedEmaBlend, compatible, fedema_blend
 from client.fedprox import ProximalTerm, global_parameters
+from client.prefetch import prefetched
 from client.session import SiteSession, site_seed
 from shared.coarse_counts import coarse_count
 from shared.config import FedEmaConfig, FedProxConfig, RunConfig, SiteConfig
 from shared.model import global_state, load_global_state
+from shared.pretext.mixture import StepViews
 from shared.pretext.shared_heads import (
     head_arrays,
     load_head_arrays,
@@ -124,9 +126,16 @@ def train_round(
     task_losses: dict[str, list[float]] = defaultdict(list)
     skipped: Counter[str] = Counter()
     examples = 0
-    for _ in range(cfg.train.local_steps):
-        step = session.pretext.step(next(batches), generator, encoder=session.encoder,
-                                    device=session.device, autocast=autocast)
+    ahead = prefetch_ahead(cfg.train, session.device)
+    pin = ahead > 0 and session.device.type == "cuda"
+
+    def next_views() -> StepViews:
+        views = session.pretext.views(next(batches), generator)
+        return views.pinned() if pin else views
+
+    for views in prefetched(next_views, cfg.train.local_steps, ahead=ahead):
+        step = session.pretext.losses(views, encoder=session.encoder, device=session.device,
+                                      autocast=autocast)
         skipped.update(step.skipped)
         if step.total is None:
             continue

@@ -249,6 +249,11 @@ class TrainConfig(FrozenModel):
     weight_decay: float = Field(default=1e-4, ge=0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: bool = Field(default=True, description="bfloat16 autocast on CUDA (ignored on CPU).")
+    prefetch: Literal["auto", "on", "off"] = Field(
+        default="auto",
+        description="Make the next step's batch and views in a background thread while the "
+        "current step runs (client/prefetch.py): 'auto' does so on CUDA, where a step "
+        "otherwise waits on the CPU. The steps and their random draws are the same either way.")
     channels_last: bool = Field(
         default=False,
         description="Keep the encoder's and heads' 3D convolution weights in channels-last "

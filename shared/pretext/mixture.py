@@ -35,6 +35,25 @@ class MixtureLoss:
     skipped: dict[str, int] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class StepViews:
+    """Every task's views of one batch, made on the CPU before the step that uses them.
+
+    Attributes:
+        views: per task with views, in config order: the task, its weight and its views.
+        skipped: per task, the studies of the batch it could not use.
+    """
+
+    views: tuple[tuple[PretextTask, float, Views], ...]
+    skipped: dict[str, int]
+
+    def pinned(self) -> StepViews:
+        """The same views in page-locked memory, so their copy to a GPU can overlap compute."""
+        return StepViews(tuple((t, w, Views({k: v.pin_memory() for k, v in views.tensors.items()},
+                                            views.num_studies, views.skipped_studies))
+                               for t, w, views in self.views), self.skipped)
+
+
 class PretextMixture:
     """The run's pretext tasks with their site-local heads.
 
@@ -74,16 +93,28 @@ class PretextMixture:
     def step(self, batch: Batch, generator: torch.Generator, *, encoder: MultiModalEncoder,
              device: torch.device, autocast: Callable[[], Any]) -> MixtureLoss:
         """Views of every task from ``batch``, their losses and the weighted sum."""
-        total: torch.Tensor | None = None
-        per_task: dict[str, float] = {}
+        return self.losses(self.views(batch, generator), encoder=encoder, device=device,
+                           autocast=autocast)
+
+    def views(self, batch: Batch, generator: torch.Generator) -> StepViews:
+        """Every task's views of ``batch`` (on the CPU; all randomness of a step is drawn here)."""
+        made: list[tuple[PretextTask, float, Views]] = []
         skipped: dict[str, int] = {}
-        served = 0
         for task, weight in zip(self.tasks, self.weights, strict=True):
             views: Views = task.make_views(batch, generator)
             if views.skipped_studies:
                 skipped[task.name] = views.skipped_studies
-            if views.empty:
-                continue
+            if not views.empty:
+                made.append((task, weight, views))
+        return StepViews(tuple(made), skipped)
+
+    def losses(self, step: StepViews, *, encoder: MultiModalEncoder, device: torch.device,
+               autocast: Callable[[], Any]) -> MixtureLoss:
+        """Each task's loss on its views (moved to ``device``) and their weighted sum."""
+        total: torch.Tensor | None = None
+        per_task: dict[str, float] = {}
+        served = 0
+        for task, weight, views in step.views:
             views = views.to(device)
             with autocast():
                 loss = task.loss(views, encoder=encoder, head=self.heads[task.name])
@@ -95,7 +126,7 @@ class PretextMixture:
             per_task[task.name] = value
             served = max(served, views.num_studies)
             total = loss * weight if total is None else total + loss * weight
-        return MixtureLoss(total, per_task, served, skipped)
+        return MixtureLoss(total, per_task, served, dict(step.skipped))
 
     def skip_warning(self, skipped: dict[str, int]) -> str | None:
         """One line naming each task that skipped studies, what it needs, and how many."""

@@ -63,6 +63,8 @@ def test_channels_last_and_compile_reach_both_loops_config(throughput: ModuleTyp
     assert not plain.train.channels_last and not plain.train.compile
     both = throughput.run_config(throughput.parse_args(["--channels-last", "--compile"]))
     assert both.train.channels_last and both.train.compile
+    assert plain.train.prefetch == "auto"
+    assert throughput.run_config(throughput.parse_args(["--prefetch", "off"])).train.prefetch == "off"
 
 
 def test_a_copy_without_git_names_the_given_commit_as_given(tmp_path: Path,
