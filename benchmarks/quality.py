@@ -115,6 +115,8 @@ class QualityConfig:
     strategy: str = "fedavg"
     site_local_norm: bool = True        # FedBN-style: normalization affine stays on the sites
     adadn_target: str | None = None     # None: AdaDN's default target (the pool)
+    adadn_interpolate: bool = False     # AdaDN blends source and target statistics (l ~ U(0, 1))
+    adadn_matching: str | None = None   # None: AdaDN's default matching (moments)
     variants: tuple[str, ...] = VARIANTS
     update_dp_clip: float | None = None  # update-DP clipping norm; None: median update norm
 
@@ -130,6 +132,8 @@ class QualityConfig:
                                 pretext=self.pretext, strategy=self.strategy,
                                 site_local_norm=self.site_local_norm,
                                 adadn_target=self.adadn_target,
+                                adadn_interpolate=self.adadn_interpolate,
+                                adadn_matching=self.adadn_matching,
                                 update_dp_clip=self.update_dp_clip)
 
     def setting_variants(self, setting: str) -> list[str]:
@@ -500,6 +504,14 @@ def parse_config(argv: list[str] | None) -> tuple[QualityConfig, argparse.Namesp
                         help="where AdaDN's target statistics come from during pretraining "
                         f"(default {AdaDNConfig().target}); needs an AdaDN task in --pretext "
                         f"({', '.join(ADADN_TASKS)})")
+    parser.add_argument("--adadn-interpolate", action="store_const", const=True, default=None,
+                        help="AdaDN blends each view's own statistics with the target's, "
+                             "l ~ U(0, 1), instead of moving all the way (needs an AdaDN task)")
+    parser.add_argument("--adadn-matching", default=None,
+                        choices=get_args(AdaDNConfig.model_fields["matching"].annotation),
+                        help=f"how AdaDN moves a view to its target (default "
+                             f"{AdaDNConfig().matching}; histogram: quantile mapping; needs an "
+                             "AdaDN task)")
     parser.add_argument("--linear-probe", action="store_const", const=True, default=None,
                         help="fine-tuning control: freeze every encoder, train the heads only")
     parser.add_argument("--encoder-lr-scale", type=float, default=None,
@@ -516,7 +528,8 @@ def parse_config(argv: list[str] | None) -> tuple[QualityConfig, argparse.Namesp
     args = parser.parse_args(argv)
     cfg = QualityConfig.quick() if args.quick else QualityConfig()
     overrides: dict[str, Any] = {k: getattr(args, k) for k in (
-        *KNOBS, "pretext", "strategy", "adadn_target", "linear_probe", "encoder_lr_scale",
+        *KNOBS, "pretext", "strategy", "adadn_target", "adadn_interpolate", "adadn_matching",
+        "linear_probe", "encoder_lr_scale",
         "encoder_frozen_steps", "augment_intensity", "min_region_ml",
         "update_dp_clip", "role") if getattr(args, k) is not None}
     for option, parse, valid, expected in LISTED:
@@ -542,8 +555,10 @@ def parse_config(argv: list[str] | None) -> tuple[QualityConfig, argparse.Namesp
                      f"to label), got {cfg.subjects_per_site}")
     if not 0 <= cfg.min_region_ml <= 100:
         parser.error(f"--min-region-ml: expected a volume from 0 to 100 mL, got {cfg.min_region_ml}")
-    if cfg.adadn_target is not None and not adadn_tasks(pretext_tasks(cfg.pretext, parser)):
-        parser.error(f"--adadn-target: expected a --pretext with an AdaDN task "
+    adadn = cfg.pretrain_settings().adadn()
+    if adadn and not adadn_tasks(pretext_tasks(cfg.pretext, parser)):
+        options = ", ".join(f"--adadn-{k}" for k in adadn)
+        parser.error(f"{options}: expected a --pretext with an AdaDN task "
                      f"({', '.join(ADADN_TASKS)}), got {cfg.pretext!r}; add one, e.g. "
                      f"--pretext {ADADN_TASKS[0]}")
     if (cfg.update_dp_clip is None and "federated" not in cfg.variants

@@ -51,6 +51,14 @@ class PretrainSettings:
     site_local_norm: bool = True
     update_dp_clip: float | None = None   # None: the median update norm of the federated run
     adadn_target: str | None = None       # None: the AdaDN tasks' own default target
+    adadn_interpolate: bool = False       # blend source and target statistics, l ~ U(0, 1)
+    adadn_matching: str | None = None     # None: the AdaDN tasks' own default (moments)
+
+    def adadn(self) -> dict[str, Any]:
+        """The AdaDN settings these override (empty: every AdaDN task keeps its defaults)."""
+        return {**({"target": self.adadn_target} if self.adadn_target is not None else {}),
+                **({"interpolate": True} if self.adadn_interpolate else {}),
+                **({"matching": self.adadn_matching} if self.adadn_matching is not None else {})}
 
 
 @functools.cache
@@ -76,13 +84,13 @@ def pretraining_config(s: PretrainSettings, *, seed: int, num_sites: int,
     from shared.pretext.selection import parse_pretext_option
 
     pretext = parse_pretext_option(s.pretext)
-    if s.adadn_target is not None:
+    if adadn := s.adadn():
         tasks = adadn_tasks(pretext)
         if not tasks:
-            raise ValueError(f"adadn_target: expected a pretext with an AdaDN task "
-                             f"({', '.join(ADADN_TASKS)}), got {s.pretext!r}")
+            raise ValueError(f"adadn settings {sorted(adadn)}: expected a pretext with an AdaDN "
+                             f"task ({', '.join(ADADN_TASKS)}), got {s.pretext!r}")
         for task in tasks:
-            task["adadn"] = {"target": s.adadn_target}
+            task["adadn"] = dict(adadn)
     updates = ({"updates": {"enabled": True, "clipping": "client", "clipping_norm": clip,
                             "noise_multiplier": update_noise}} if update_noise is not None else {})
     return {"seed": seed,

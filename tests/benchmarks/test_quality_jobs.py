@@ -85,6 +85,9 @@ def test_listed_options_are_checked_before_anything_runs(quality: ModuleType,
                            (["--encoder-frozen-steps", "5", "--linear-probe"], "5 with --linear-probe"),
                            (["--adadn-target", "pool_jitter"], "expected a --pretext with an AdaDN task"),
                            (["--adadn-target", "elsewhere"], "invalid choice: 'elsewhere'"),
+                           (["--adadn-interpolate"], "--adadn-interpolate: expected a --pretext"),
+                           (["--adadn-matching", "histogram"], "--adadn-matching: expected a --pretext"),
+                           (["--adadn-matching", "rank"], "invalid choice: 'rank'"),
                            (["--min-region-ml", "-1"], "expected a volume from 0 to 100 mL, got -1.0"),
                            (["--subjects-per-site", "11"], "expected at least 12 (the 10 test studies")):
         with pytest.raises(SystemExit) as exit_:
@@ -139,6 +142,13 @@ def test_an_adadn_target_reaches_the_pretraining_settings(quality: ModuleType) -
     cfg, _ = quality.parse_config(["--pretext", "cross_modal_contrastive", "--adadn-target", "pool_jitter"])
     assert cfg.pretrain_settings().adadn_target == "pool_jitter"
     assert quality.parse_config([])[0].pretrain_settings().adadn_target is None
+
+
+def test_adadn_interpolation_and_matching_reach_the_pretraining_settings(quality: ModuleType) -> None:
+    cfg, _ = quality.parse_config(["--pretext", "cross_modal_contrastive", "--adadn-interpolate",
+                                   "--adadn-matching", "histogram"])
+    assert cfg.pretrain_settings().adadn() == {"interpolate": True, "matching": "histogram"}
+    assert quality.parse_config([])[0].pretrain_settings().adadn() == {}
 
 
 def test_the_bf16_control_is_paired_against_federated(quality: ModuleType) -> None:

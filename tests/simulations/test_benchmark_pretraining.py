@@ -96,6 +96,14 @@ def test_an_adadn_target_reaches_every_adadn_task_and_the_cache_key(tmp_path: Pa
     finished(tmp_path, mixed)
     finished(tmp_path, replace(mixed, adadn_target="pool_jitter"))
     assert len(fake) == 2                                    # another target: pretrained again
+    both = replace(mixed, adadn_interpolate=True, adadn_matching="histogram")
+    run = validate_run_config(bp.pretraining_config(both, seed=0, num_sites=3), source="test")
+    adadn = {t.name: t for t in run.pretext}["cross_modal_contrastive"].adadn
+    assert adadn.interpolate and adadn.matching == "histogram" and adadn.target == "pool"
+    finished(tmp_path, both)
+    assert len(fake) == 3                                    # other AdaDN settings: again
+    with pytest.raises(ValueError, match=r"adadn settings \['interpolate'\]"):
+        bp.pretraining_config(replace(SETTINGS, adadn_interpolate=True), seed=0, num_sites=3)
 
 
 def test_the_update_dp_clip_is_the_median_update_norm_of_the_run_without_dp(tmp_path: Path) -> None:
