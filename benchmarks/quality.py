@@ -458,7 +458,7 @@ KNOBS = ("rounds", "local_steps", "finetune_steps", "classify_steps", "phantom_s
 def pretext_tasks(pretext: str, parser: argparse.ArgumentParser) -> list[dict[str, Any]]:
     """``--pretext`` as task entries; an unknown task name ends the parse with its message."""
     from shared.config import ConfigError
-    from shared.pretext.selection import parse_pretext_option
+    from shared.pretext_option import parse_pretext_option
 
     try:
         return parse_pretext_option(pretext)

@@ -42,7 +42,7 @@ from client.session import SiteSession
 from client.train import train_round
 from shared.config import RunConfig, SiteConfig
 from shared.model import global_state, resolve_preset
-from shared.pretext.selection import parse_pretext_option
+from shared.pretext_option import parse_pretext_option
 from simulations.benchmark_provenance import BUSY_EXIT, idle_load, provenance
 from simulations.periodic_sampler import sampled
 from simulations.phantom import PhantomConfig, generate_phantom

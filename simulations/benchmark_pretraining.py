@@ -81,7 +81,7 @@ def pretraining_config(s: PretrainSettings, *, seed: int, num_sites: int,
                        update_noise: float | None = None, clip: float = 1.0) -> dict[str, Any]:
     """The RunConfig (as a raw dict) of every pretraining variant; with ``update_noise``, the
     federated run with update DP at that noise multiplier and ``clip``."""
-    from shared.pretext.selection import parse_pretext_option
+    from shared.pretext_option import parse_pretext_option
 
     pretext = parse_pretext_option(s.pretext)
     if adadn := s.adadn():

@@ -8,9 +8,11 @@ from typing import Any
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from shared.config import ConfigError, FrozenModel, RunConfig, format_validation_error
-from shared.model import check_crop_size
 from shared.run_file import read_toml_file, run_config_from_sections
 from simulations.partitioners.config import PartitionConfig
+
+#: Where a run folder keeps the scenario it ran (``--resume`` reads it back; the report too).
+SCENARIO_FILE = "scenario.json"
 
 
 class PhantomSettings(FrozenModel):
@@ -120,5 +122,7 @@ def build_scenario(raw: dict[str, Any], *, source: str) -> Scenario:
     run = run_config_from_sections(raw, source=source,
                                    owner="`simulate` itself (use --out / --resume)")
     if run.model.preset != "auto":  # "auto" picks a preset that takes any crop
+        from shared.model import check_crop_size  # torch and MONAI: only for a valid config
+
         check_crop_size(run.model.preset, run.data.crop_size)
     return Scenario(simulation=sim, run=run)

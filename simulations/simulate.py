@@ -23,10 +23,8 @@ from server.tracking import where_to_look
 from shared.app_bundle import app_dir
 from shared.config import ConfigError, ModelConfig, RunConfig, SimulatedSitesConfig, TrackingConfig
 from shared.model import resolve_preset
-from simulations.scenario import Scenario, SimulationConfig
+from simulations.scenario import SCENARIO_FILE, Scenario, SimulationConfig
 from simulations.superlink import SimulationSuperLink, SuperLinkStartError
-
-SCENARIO_FILE = "scenario.json"
 
 
 class SimulationError(RuntimeError):

@@ -52,7 +52,7 @@ def _overrides(*, sites: int | None, rounds: int | None, local_steps: int | None
     if local_steps is not None:
         raw["train"] = {"local_steps": local_steps}
     if pretext is not None:
-        from shared.pretext.selection import parse_pretext_option
+        from shared.pretext_option import parse_pretext_option
 
         raw["pretext"] = parse_pretext_option(pretext)
     if seed is not None:
@@ -102,8 +102,9 @@ def simulate_command(
         "same path (docs/simulate.md). Default: a private Ray on this machine.")] = None,
 ) -> None:
     """Run a federated self-supervised pretraining on Flower's simulation engine."""
-    from simulations.scenario import build_scenario, deep_merge, read_scenario_file
-    from simulations.simulate import SCENARIO_FILE, SimulationError, run_simulation, summarize
+    # The scenario is validated first, without torch, MONAI or Flower, so a wrong option or
+    # file is refused in about a second; the run's own modules load once it is valid.
+    from simulations.scenario import SCENARIO_FILE, build_scenario, deep_merge, read_scenario_file
 
     try:
         if resume is not None:
@@ -140,9 +141,15 @@ def simulate_command(
             stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
             out_dir = out if out is not None else Path("runs") / stamp
         check_tracking(scenario.run.tracking)
+    except (ConfigError, TrackingError) as err:
+        err_console.print(f"[red]{err}[/]")
+        raise typer.Exit(2) from err
+    from simulations.simulate import SimulationError, run_simulation, summarize
+
+    try:
         result = run_simulation(scenario, out_dir=out_dir.resolve(), resume=resume is not None,
                                 console=console)
-    except (ConfigError, TrackingError) as err:
+    except ConfigError as err:
         err_console.print(f"[red]{err}[/]")
         raise typer.Exit(2) from err
     except SimulationError as err:

@@ -37,3 +37,33 @@ def test_simulate_help_loads_no_training_package() -> None:
 def test_the_heavy_commands_still_load_what_they_need() -> None:
     """The check above can fail: the site's data check does load torch and MONAI."""
     assert {"torch", "monai"} <= set(loaded_heavy_packages("import client.site_check"))
+
+
+def test_simulate_refuses_a_wrong_option_without_the_training_stack() -> None:
+    """A misspelt task, a bad value, or an unknown key in a scenario file: refused (exit 2, the
+    message names the fix) before torch, MONAI or Ray load."""
+    statement = ("import typer, typer.testing\n"
+                 "from simulations.simulate_cli import simulate_command\n"
+                 "app = typer.Typer()\n"
+                 "app.command()(simulate_command)\n"
+                 "run = typer.testing.CliRunner().invoke\n"
+                 "for argv, says in ((['--pretext', 'plane_intersektion'], 'plane_intersection'),\n"
+                 "                   (['--sites', '0'], 'greater than or equal to 1'),\n"
+                 "                   (['--pretext', 'plane_intersection:-1'], 'positive number')):\n"
+                 "    result = run(app, argv)\n"
+                 "    assert result.exit_code == 2 and says in result.output, (argv, result.output)")
+    assert loaded_heavy_packages(statement) == []
+
+
+def test_a_valid_scenario_with_a_fixed_preset_still_checks_its_crop_size() -> None:
+    """The crop check needs the encoder presets (torch): it runs once the rest is valid."""
+    from shared.config import ConfigError
+    from simulations.scenario import build_scenario
+
+    try:
+        build_scenario({"model": {"preset": "nnunet-resenc-m"}, "data": {"crop_size": 16}},
+                       source="test")
+    except ConfigError as err:
+        assert "too small for the nnunet-resenc-m encoder" in str(err)
+    else:
+        raise AssertionError("a 16^3 crop was accepted for nnunet-resenc-m")

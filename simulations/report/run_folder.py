@@ -13,12 +13,10 @@ from server.checkpoints import CHECKPOINT_DIR, ENCODER_FILE, MODEL_CARD_FILE, ST
 from server.metrics_log import METRICS_FILE
 from shared.stats_schema import ModalityStats, StatsPool
 from simulations.report.timings import read_timings
+from simulations.scenario import SCENARIO_FILE
 
 log = logging.getLogger(__name__)
 
-#: Written by ``simulate`` (simulations/simulate.py::SCENARIO_FILE; not imported, to keep
-#: the report free of the Flower-driving harness).
-SCENARIO_FILE = "scenario.json"
 INITIAL_CHECKPOINT = "round_0000.safetensors"
 
 

@@ -94,7 +94,7 @@ def test_it_spreads_the_features_of_an_encoder_out() -> None:
 
 
 def test_combines_with_a_pretext_task_in_the_option_form() -> None:
-    from shared.pretext.selection import parse_pretext_option
+    from shared.pretext_option import parse_pretext_option
 
     option = parse_pretext_option("plane_intersection,variance_covariance:0.5")
     cfg = RunConfig.model_validate({"pretext": option})

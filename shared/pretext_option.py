@@ -1,12 +1,16 @@
-"""The ``--pretext a,b:0.5`` command-line form of a run's pretext task list."""
+"""The ``--pretext a,b:0.5`` command-line form of a run's pretext task list.
+
+Outside the ``shared.pretext`` package on purpose: the task names come from the run config
+(``shared.config.pretext_task_names``), so parsing, and refusing a wrong name, loads neither
+torch nor MONAI.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from shared.config import ConfigError
+from shared.config import ConfigError, pretext_task_names
 from shared.lookup import closest_hint
-from shared.pretext.registry import available_pretexts
 
 
 def parse_pretext_option(text: str) -> list[dict[str, Any]]:
@@ -16,7 +20,7 @@ def parse_pretext_option(text: str) -> list[dict[str, Any]]:
         ConfigError: an unknown task name or a weight that is not a positive number; the
             message lists the registered tasks.
     """
-    known = available_pretexts()
+    known = pretext_task_names()
     tasks: list[dict[str, Any]] = []
     for part in (p.strip() for p in text.split(",")):
         if not part:
