@@ -7,8 +7,10 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import torch
 
-from shared.config import DataConfig
+from shared.config import DataConfig, RunConfig, SiteConfig
+from shared.model import build_encoder, global_state
 
 SHAPE = (20, 24, 20)
 SPACING = 2.0
@@ -68,3 +70,26 @@ def write_site(root: Path, num_studies: int = 4) -> list[str]:
     for i in range(num_studies):
         write_study(root, i)
     return [study_id(i) for i in range(num_studies)]
+
+
+def round_config(preset: str = "cpu-small", **train: object) -> RunConfig:
+    """A seconds-long site round on :func:`write_site`'s studies (16^3 crops, batches of 2,
+    2 steps unless ``train`` says otherwise)."""
+    return RunConfig.model_validate({
+        "model": {"preset": preset},
+        "data": {"crop_size": 16, "spacing_mm": SPACING, "batch_size": 2, "hist_bins": 8},
+        "train": {"local_steps": 2, "eval_batches": 1, **train},
+        "privacy": {"min_studies": 3},
+    })
+
+
+def initial_arrays(preset: str = "cpu-small") -> dict[str, torch.Tensor]:
+    """A freshly built encoder's global entries (seed 0), as a round receives them."""
+    torch.manual_seed(0)
+    return global_state(build_encoder(preset), site_local_norm=True)
+
+
+def six_study_site(root: Path) -> SiteConfig:
+    """A site of 6 written studies under ``root`` (``data/``), its state in ``root/state``."""
+    write_site(root / "data", num_studies=6)
+    return SiteConfig(data_dir=root / "data", state_dir=root / "state")

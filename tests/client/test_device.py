@@ -14,9 +14,9 @@ from torch import nn
 from client.device import place_model, select_device
 from client.site_state import SiteState
 from client.train import train_round
-from shared.config import RunConfig, SiteConfig, TrainConfig
-from shared.model import build_encoder, global_state
-from tests.client.site_data import SPACING, write_site
+from shared.config import SiteConfig, TrainConfig
+from shared.model import build_encoder
+from tests.client.site_data import initial_arrays, round_config, six_study_site
 
 
 def conv_weights(module: nn.Module) -> list[torch.Tensor]:
@@ -56,20 +56,13 @@ def test_select_device_cpu_without_cuda_request() -> None:
 
 @pytest.fixture
 def site(tmp_path: Path) -> SiteConfig:
-    write_site(tmp_path / "data", num_studies=6)
-    return SiteConfig(data_dir=tmp_path / "data", state_dir=tmp_path / "state")
+    return six_study_site(tmp_path)
 
 
 def test_a_channels_last_round_sends_and_keeps_contiguous_tensors(site: SiteConfig) -> None:
-    cfg = RunConfig.model_validate({
-        "model": {"preset": "cpu-small"},
-        "data": {"crop_size": 16, "spacing_mm": SPACING, "batch_size": 2, "hist_bins": 8},
-        "train": {"local_steps": 2, "eval_batches": 1, "channels_last": True},
-        "privacy": {"min_studies": 3},
-    })
-    torch.manual_seed(0)
-    arrays = global_state(build_encoder("cpu-small"), site_local_norm=True)
-    result = train_round(cfg=cfg, site=site, global_arrays=arrays, pool=None, server_round=1)
+    arrays = initial_arrays()
+    result = train_round(cfg=round_config(channels_last=True), site=site, global_arrays=arrays,
+                         pool=None, server_round=1)
     assert result.arrays.keys() == arrays.keys()
     assert all(v.is_contiguous() for v in result.arrays.values())
     assert any(v.dim() == 5 for v in result.arrays.values())  # conv weights were among them

@@ -13,9 +13,8 @@ from client.device import prefetch_ahead
 from client.prefetch import prefetched
 from client.site_state import STATE_FILE
 from client.train import train_round
-from shared.config import RunConfig, SiteConfig, TrainConfig
-from shared.model import build_encoder, global_state
-from tests.client.site_data import SPACING, write_site
+from shared.config import SiteConfig, TrainConfig
+from tests.client.site_data import initial_arrays, round_config, write_site
 
 
 def counter() -> tuple[list[int], object]:
@@ -89,16 +88,8 @@ def test_a_prefetched_round_equals_the_plain_one(tmp_path: Path) -> None:
         # starts without the other's heads and optimizer.
         site = SiteConfig(data_dir=tmp_path / "data", state_dir=tmp_path / "state")
         (site.state_dir / STATE_FILE).unlink(missing_ok=True)
-        cfg = RunConfig.model_validate({
-            "model": {"preset": "cpu-small"},
-            "data": {"crop_size": 16, "spacing_mm": SPACING, "batch_size": 2, "hist_bins": 8},
-            "train": {"local_steps": 4, "eval_batches": 1, "prefetch": mode},
-            "privacy": {"min_studies": 3},
-        })
-        torch.manual_seed(0)
-        arrays = global_state(build_encoder("cpu-small"), site_local_norm=True)
-        results[mode] = train_round(cfg=cfg, site=site, global_arrays=arrays, pool=None,
-                                    server_round=1)
+        results[mode] = train_round(cfg=round_config(local_steps=4, prefetch=mode), site=site,
+                                    global_arrays=initial_arrays(), pool=None, server_round=1)
     off, on = results["off"], results["on"]
     assert on.metrics["steps"] == off.metrics["steps"] == 4
     assert on.metrics["train-loss"] == off.metrics["train-loss"]

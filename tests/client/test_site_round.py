@@ -14,25 +14,14 @@ from client.site_state import SiteState
 from client.train import train_round
 from shared.config import RunConfig, SiteConfig
 from shared.model import build_encoder, global_state
-from tests.client.site_data import SPACING, write_site
+from tests.client.site_data import initial_arrays, round_config, six_study_site
 
-CFG = RunConfig.model_validate({
-    "model": {"preset": "cpu-small"},
-    "data": {"crop_size": 16, "spacing_mm": SPACING, "batch_size": 2, "hist_bins": 8},
-    "train": {"local_steps": 2, "eval_batches": 1},
-    "privacy": {"min_studies": 3},
-})
+CFG = round_config()
 
 
 @pytest.fixture
 def site(tmp_path: Path) -> SiteConfig:
-    write_site(tmp_path / "data", num_studies=6)
-    return SiteConfig(data_dir=tmp_path / "data", state_dir=tmp_path / "state")
-
-
-def initial_arrays() -> dict[str, torch.Tensor]:
-    torch.manual_seed(0)
-    return global_state(build_encoder("cpu-small"), site_local_norm=True)
+    return six_study_site(tmp_path)
 
 
 def test_train_round_returns_only_global_entries_and_keeps_state(site: SiteConfig) -> None:

@@ -19,12 +19,12 @@ from client.device import autocast_for, select_device
 from client.evaluate import evaluate_round
 from client.train import train_round
 from shared.config import RunConfig, SiteConfig, TrainConfig
-from shared.model import build_encoder, global_state
+from shared.model import build_encoder
 from shared.pretext import TaskContext, available_pretexts, build_pretext
 from shared.pretext.mixture import PretextMixture
 from simulations.scenario import SimulationConfig
 from simulations.simulate import federation_config
-from tests.client.site_data import SPACING, write_site
+from tests.client.site_data import SPACING, initial_arrays, round_config, six_study_site, write_site
 from tests.shared.test_pretext_registry import MODS, make_batch, pool
 
 pytestmark = [
@@ -77,19 +77,12 @@ def test_the_default_mixture_trains_under_bf16_autocast_on_cuda() -> None:
 
 @pytest.fixture
 def site(tmp_path: Path) -> SiteConfig:
-    write_site(tmp_path / "data", num_studies=6)
-    return SiteConfig(data_dir=tmp_path / "data", state_dir=tmp_path / "state")
+    return six_study_site(tmp_path)
 
 
 def test_a_site_round_trains_and_evaluates_on_cuda(site: SiteConfig) -> None:
-    cfg = RunConfig.model_validate({
-        "model": {"preset": "gpu-base"},
-        "data": {"crop_size": 16, "spacing_mm": SPACING, "batch_size": 2, "hist_bins": 8},
-        "train": {"local_steps": 3, "eval_batches": 1, "device": "cuda"},
-        "privacy": {"min_studies": 3},
-    })
-    torch.manual_seed(0)
-    arrays = global_state(build_encoder("gpu-base"), site_local_norm=True)
+    cfg = round_config("gpu-base", local_steps=3, device="cuda")
+    arrays = initial_arrays("gpu-base")
     torch.cuda.reset_peak_memory_stats()
     result = train_round(cfg=cfg, site=site, global_arrays=arrays, pool=None, server_round=1)
     assert torch.cuda.max_memory_allocated() > 0, "nothing ran on the GPU"
@@ -101,14 +94,8 @@ def test_a_site_round_trains_and_evaluates_on_cuda(site: SiteConfig) -> None:
 
 @pytest.mark.parametrize("option", ["channels_last", "compile"])
 def test_a_site_round_trains_on_cuda_with_each_speed_option(site: SiteConfig, option: str) -> None:
-    cfg = RunConfig.model_validate({
-        "model": {"preset": "gpu-base"},
-        "data": {"crop_size": 16, "spacing_mm": SPACING, "batch_size": 2, "hist_bins": 8},
-        "train": {"local_steps": 3, "eval_batches": 1, "device": "cuda", option: True},
-        "privacy": {"min_studies": 3},
-    })
-    torch.manual_seed(0)
-    arrays = global_state(build_encoder("gpu-base"), site_local_norm=True)
+    cfg = round_config("gpu-base", local_steps=3, device="cuda", **{option: True})
+    arrays = initial_arrays("gpu-base")
     result = train_round(cfg=cfg, site=site, global_arrays=arrays, pool=None, server_round=1)
     assert math.isfinite(result.metrics["train-loss"]) and result.metrics["steps"] == 3
     assert result.arrays.keys() == arrays.keys()
