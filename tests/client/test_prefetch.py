@@ -4,6 +4,7 @@ same random draws as the plain loop (client/prefetch.py, client/train.py)."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ from shared.config import SiteConfig, TrainConfig
 from tests.client.site_data import initial_arrays, round_config, write_site
 
 
-def counter() -> tuple[list[int], object]:
+def counter() -> tuple[list[int], Callable[[], int]]:
     calls: list[int] = []
 
     def make() -> int:
